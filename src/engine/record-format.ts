@@ -1,0 +1,141 @@
+// Byte layout: see docs/format.md. This module holds the record constants and the functions
+// that encode and decode one record header, and nothing else.
+//
+//   record := header:32 payload:payloadLength
+//   header := headerCrc:u32 payloadLength:u32 payloadCrc:u32 type:u8 flags:u8 reserved:u16(0)
+//             lsn:u64 durableLsn:u64                                   (all little-endian)
+//   headerCrc = crc32(header[4..32]); it covers payloadCrc, so it vouches for the payload too,
+//   and it is checked before payloadLength is trusted (a corrupt length never reads as torn).
+import { assert } from './assert.ts';
+import { crc32 } from './crc.ts';
+
+export const RECORD_HEADER_SIZE = 32;
+
+/** Engine record types. Payload meaning belongs to the caller; only `data` records reach it. */
+export const RecordType = {
+  /** A caller's payload. */
+  data: 1,
+  /** Last record of a sealed segment; payload: dataRecordCount:u32 lastLsn:u64. */
+  seal: 2,
+  /** Last record written by a clean close; nothing may follow it. Empty payload. */
+  close: 3,
+} as const;
+export type RecordType = (typeof RecordType)[keyof typeof RecordType];
+
+export const RecordFlag = {
+  /** More records of the same atomic group follow; replay hands a group over only when complete. */
+  groupContinues: 0x01,
+} as const;
+const KNOWN_FLAGS = RecordFlag.groupContinues;
+
+export const SEAL_PAYLOAD_SIZE = 12;
+/** Largest LSN the engine will assign: JS numbers are exact up to 2^53 − 1. */
+export const MAX_LSN = Number.MAX_SAFE_INTEGER;
+/** Default and hard upper bound of `maxRecordSize` (payload bytes). */
+export const DEFAULT_MAX_RECORD_SIZE = 16 * 1024 * 1024;
+export const MAX_RECORD_SIZE_LIMIT = 256 * 1024 * 1024;
+
+assert(RECORD_HEADER_SIZE === 4 + 4 + 4 + 1 + 1 + 2 + 8 + 8, 'record header layout');
+assert(DEFAULT_MAX_RECORD_SIZE <= MAX_RECORD_SIZE_LIMIT, 'default max record size within the limit');
+assert(MAX_RECORD_SIZE_LIMIT < 2 ** 32, 'payload length fits in u32');
+
+export interface RecordHeader {
+  readonly headerCrc: number;
+  readonly payloadLength: number;
+  readonly payloadCrc: number;
+  readonly type: number;
+  readonly flags: number;
+  readonly lsn: number;
+  readonly durableLsn: number;
+}
+
+function writeU64(target: Buffer, offset: number, value: number): void {
+  target.writeUInt32LE(value % 0x1_0000_0000, offset);
+  target.writeUInt32LE(Math.floor(value / 0x1_0000_0000), offset + 4);
+}
+
+/** Reads a u64 that must fit in a JS number; a larger high word returns NaN (caller treats as damage). */
+export function readU64(source: Uint8Array, offset: number): number {
+  const low = source[offset]! | (source[offset + 1]! << 8) | (source[offset + 2]! << 16);
+  const lowTop = source[offset + 3]! * 0x100_0000;
+  const high = source[offset + 4]! | (source[offset + 5]! << 8) | (source[offset + 6]! << 16);
+  const highTop = source[offset + 7]!;
+  if (highTop !== 0 || high > 0x1f_ffff) return Number.NaN;
+  return (low + lowTop) + high * 0x1_0000_0000;
+}
+
+function readU32(source: Uint8Array, offset: number): number {
+  return (source[offset]! | (source[offset + 1]! << 8) | (source[offset + 2]! << 16)) + source[offset + 3]! * 0x100_0000;
+}
+
+/** The shape every header must have, checked before encoding and again after decoding. */
+export function assertRecordShape(type: number, flags: number, lsn: number, durableLsn: number, payloadLength: number): void {
+  assert(type === RecordType.data || type === RecordType.seal || type === RecordType.close, `record type ${type}`);
+  assert((flags & ~KNOWN_FLAGS) === 0, `record flags ${flags}`);
+  assert(Number.isSafeInteger(lsn) && lsn >= 0, `record lsn ${lsn}`);
+  assert(Number.isSafeInteger(durableLsn) && durableLsn >= 0, `record durableLsn ${durableLsn}`);
+  assert(durableLsn <= lsn, `durableLsn ${durableLsn} above lsn ${lsn}`);
+  assert(payloadLength >= 0 && payloadLength <= MAX_RECORD_SIZE_LIMIT, `payload length ${payloadLength}`);
+}
+
+/**
+ * Writes a complete header at `target[offset..offset+32]`. `payloadCrc` is crc32(payload),
+ * computed by the caller once per payload (it does not change when durableLsn is stamped).
+ */
+export function encodeRecordHeader(
+  target: Buffer,
+  offset: number,
+  type: RecordType,
+  flags: number,
+  lsn: number,
+  durableLsn: number,
+  payloadLength: number,
+  payloadCrc: number,
+): void {
+  assertRecordShape(type, flags, lsn, durableLsn, payloadLength);
+  target.writeUInt32LE(payloadLength, offset + 4);
+  target.writeUInt32LE(payloadCrc >>> 0, offset + 8);
+  target[offset + 12] = type;
+  target[offset + 13] = flags;
+  target[offset + 14] = 0;
+  target[offset + 15] = 0;
+  writeU64(target, offset + 16, lsn);
+  writeU64(target, offset + 24, durableLsn);
+  target.writeUInt32LE(crc32(target.subarray(offset + 4, offset + RECORD_HEADER_SIZE)), offset);
+}
+
+/**
+ * Decodes the header at `source[offset..]` if its checksum holds and its fields are sane;
+ * otherwise returns undefined (the caller decides torn vs corrupt; see recovery.ts).
+ * Precondition: at least RECORD_HEADER_SIZE bytes are available at `offset`.
+ */
+export function decodeRecordHeader(source: Uint8Array, offset: number): RecordHeader | undefined {
+  const headerCrc = readU32(source, offset);
+  if (crc32(source.subarray(offset + 4, offset + RECORD_HEADER_SIZE)) !== headerCrc) return undefined;
+  const type = source[offset + 12]!;
+  const flags = source[offset + 13]!;
+  const reserved = source[offset + 14]! | source[offset + 15]!;
+  const payloadLength = readU32(source, offset + 4);
+  const lsn = readU64(source, offset + 16);
+  const durableLsn = readU64(source, offset + 24);
+  // A header whose checksum holds but whose fields are impossible was written by something else.
+  if (type < RecordType.data || type > RecordType.close) return undefined;
+  if ((flags & ~KNOWN_FLAGS) !== 0 || reserved !== 0) return undefined;
+  if (!(lsn >= 0) || !(durableLsn >= 0) || durableLsn > lsn) return undefined;
+  if (payloadLength > MAX_RECORD_SIZE_LIMIT) return undefined;
+  return { headerCrc, payloadLength, payloadCrc: readU32(source, offset + 8), type, flags, lsn, durableLsn };
+}
+
+export function encodeSealPayload(dataRecordCount: number, lastLsn: number): Buffer {
+  const payload = Buffer.alloc(SEAL_PAYLOAD_SIZE);
+  payload.writeUInt32LE(dataRecordCount, 0);
+  writeU64(payload, 4, lastLsn);
+  return payload;
+}
+
+export function decodeSealPayload(payload: Uint8Array): { dataRecordCount: number; lastLsn: number } | undefined {
+  if (payload.length !== SEAL_PAYLOAD_SIZE) return undefined;
+  const lastLsn = readU64(payload, 4);
+  if (!(lastLsn >= 0)) return undefined;
+  return { dataRecordCount: readU32(payload, 0), lastLsn };
+}
