@@ -385,14 +385,16 @@ async function scanOne(
   }
   const damage = badLsnAt !== undefined ? 'lsn-mismatch' : result.damage!;
   const cut = groupStart ?? damageAt;
-  if (damage === 'short-header') {
-    // Caused by the writer crashing in the middle of writing a header.
-    return { records, truncated: tornAt(segment, fileSize, cut, 'tail-short-header', damage), closedAt: undefined };
-  }
-  if (damage === 'payload-past-eof') {
-    // The header's checksum holds, so the length is real: the writer crashed mid-payload.
-    return { records, truncated: tornAt(segment, fileSize, cut, 'tail-payload-past-eof', damage), closedAt: undefined };
-  }
+  // A torn tail inside an atomic group takes the whole group with it; report it as such.
+  const torn = (kind: RecoveryCase): ScanOutcome => ({
+    records,
+    truncated: tornAt(segment, fileSize, cut, groupStart === undefined ? kind : 'tail-incomplete-group', damage),
+    closedAt: undefined,
+  });
+  // Caused by the writer crashing in the middle of writing a header.
+  if (damage === 'short-header') return torn('tail-short-header');
+  // The header's checksum holds, so the length is real: the writer crashed mid-payload.
+  if (damage === 'payload-past-eof') return torn('tail-payload-past-eof');
   // Bad bytes with more bytes after them. If a later valid record says (through durableLsn) that
   // everything up to the damaged LSN had been fdatasync'ed before it was written, no crash can
   // explain the damage. Otherwise the bad bytes and anything after them were never synced:
@@ -406,7 +408,7 @@ async function scanOne(
       `bad record (${damage}) before a record at offset ${witness.offset} whose batch was written after LSN ${witness.header.durableLsn} was synced`,
     );
   }
-  return { records, truncated: tornAt(segment, fileSize, cut, 'tail-unvouched-damage', damage), closedAt: undefined };
+  return torn('tail-unvouched-damage');
 }
 
 function tornAt(

@@ -1,0 +1,582 @@
+// Log: a directory of segment files holding CRC-checked records in LSN order. It owns the
+// lifecycle (open = lock + recover + replay; close = drain + CLOSE marker + unlock), the
+// active segment and its rollover, reads by location, and the rewrite primitive compaction
+// uses. It knows nothing about what payloads mean.
+//
+// Promises:
+// - append() resolves per durability (see log-options.ts); appends resolve in LSN order.
+// - Only the last segment can be torn: a segment is sealed and synced before the next exists.
+// - After any failed write or sync every later append rejects (PoisonedError); reopen recovers.
+// - LSNs are dense from 1 in appender segments and never reused once a record was written.
+import { EventEmitter } from 'node:events';
+import * as path from 'node:path';
+import { ClosedError, CorruptionError, PoisonedError, RecordTooLargeError } from '../errors.ts';
+import { assert, verify } from './assert.ts';
+import { crc32 } from './crc.ts';
+import { acquireDirectoryLock } from './directory-lock.ts';
+import type { DirectoryLock } from './directory-lock.ts';
+import type { FileHandle, FileSystem } from './file-system.ts';
+import { nodeFileSystem } from './file-system.ts';
+import { GroupCommit } from './group-commit.ts';
+import type { CommitTarget } from './group-commit.ts';
+import { checkDurability, resolveLogOptions } from './log-options.ts';
+import type { Durability, LogOptions, ResolvedLogOptions } from './log-options.ts';
+import { decodeRecordHeader, encodeRecordHeader, MAX_LSN, RECORD_HEADER_SIZE, RecordType } from './record-format.ts';
+import { packLocation, recoverDirectory } from './recovery.ts';
+import type { QuarantineReport, TruncatedTail } from './recovery.ts';
+import { readFully } from './segment-reader.ts';
+import { createSegment, createSegmentAside, encodeMarker, encodeSeal, publishSegment, writeAll } from './segment-writer.ts';
+import { SEGMENT_HEADER_SIZE } from './segment-header.ts';
+
+export type { Durability, LogOptions } from './log-options.ts';
+
+/** What open() found and did. */
+export interface RecoveryReport {
+  /** The previous close wrote its CLOSE marker: nothing was lost or torn. */
+  readonly cleanShutdown: boolean;
+  readonly segments: number;
+  /** Data records replayed. */
+  readonly records: number;
+  readonly lastLsn: number;
+  /** A torn tail that was cut off (after a crash); undefined when there was none. */
+  readonly truncated: TruncatedTail | undefined;
+  /** With `repair`: damage that was moved into quarantine files. */
+  readonly quarantined: QuarantineReport | undefined;
+  /** Leftovers removed: temp files, sources of a compaction that had committed. */
+  readonly removedFiles: readonly string[];
+  readonly lock: 'flock' | 'pidfile' | 'none';
+}
+
+export interface AppendOptions {
+  /** Durability of this call only; it shares the group commit with every other append. @default the log's */
+  readonly durability?: Durability | undefined;
+}
+
+export interface LogStats {
+  readonly segments: number;
+  readonly sizeBytes: number;
+  readonly nextLsn: number;
+  readonly writtenLsn: number;
+  readonly durableLsn: number;
+  readonly syncs: number;
+  readonly batches: number;
+}
+
+export interface RewriteOutput {
+  /** Adds one record to the output; resolves with its location (valid once rewrite() resolves). */
+  write(payload: Uint8Array): Promise<number>;
+}
+
+export interface RewriteResult {
+  readonly bytesBefore: number;
+  readonly bytesAfter: number;
+  readonly records: number;
+  readonly durationMs: number;
+}
+
+export type LogEvents = {
+  /** A write or sync failed; the log accepts nothing more until it is reopened. */
+  poisoned: [error: Error];
+};
+
+interface Segment {
+  readonly ordinal: number;
+  readonly name: string;
+  readonly baseLsn: number;
+  readonly generation: number;
+  readonly coverEndLsn: number;
+  handle: FileHandle;
+  /** Bytes written (for the active segment: the append position). */
+  sizeBytes: number;
+  lastLsn: number;
+  dataRecords: number;
+  sealed: boolean;
+}
+
+const LOCATION_SPAN = 0x1_0000_0000;
+const REWRITE_CHUNK_BYTES = 1024 * 1024;
+const READ_AHEAD_BYTES = 4096;
+
+/** Location of the record that follows the record at `location` carrying `payloadLength` bytes. */
+export function locationAfter(location: number, payloadLength: number): number {
+  return location + RECORD_HEADER_SIZE + payloadLength;
+}
+
+export class Log extends EventEmitter<LogEvents> {
+  readonly directory: string;
+  readonly recovery: RecoveryReport;
+  readonly #options: ResolvedLogOptions;
+  readonly #fs: FileSystem;
+  readonly #lock: DirectoryLock | undefined;
+  /** Segments in LSN order; the last one is the active segment. */
+  readonly #segments: Segment[];
+  readonly #byOrdinal = new Map<number, Segment>();
+  /** Sources of the last rewrite: unlinked, but still readable until the next rewrite or close. */
+  #retired: Segment[] = [];
+  readonly #commit: GroupCommit;
+  #nextLsn: number;
+  #nextOrdinal: number;
+  /** Where the next appended record will land (decided at append time, so locations are known at once). */
+  #planOrdinal: number;
+  #planOffset: number;
+  #lastLsn = 0;
+  #lastLocation = -1;
+  #status: 'open' | 'closing' | 'closed' = 'open';
+  #closing: Promise<void> | undefined;
+  #rewriting = false;
+  #syncTimer: NodeJS.Timeout | undefined;
+
+  private constructor(
+    directory: string,
+    options: ResolvedLogOptions,
+    lock: DirectoryLock | undefined,
+    segments: Segment[],
+    recovery: RecoveryReport,
+  ) {
+    super();
+    this.directory = directory;
+    this.#options = options;
+    this.#fs = options.fileSystem;
+    this.#lock = lock;
+    this.#segments = segments;
+    for (const segment of segments) this.#byOrdinal.set(segment.ordinal, segment);
+    this.recovery = recovery;
+    const active = segments[segments.length - 1]!;
+    this.#nextLsn = active.lastLsn + 1;
+    this.#nextOrdinal = active.ordinal + 1;
+    this.#planOrdinal = active.ordinal;
+    this.#planOffset = active.sizeBytes;
+    const target: CommitTarget = {
+      write: (bytes, lastLsn) => this.#writeActive(bytes, lastLsn),
+      sync: () => this.#active.handle.datasync(),
+      roll: (baseLsn, ordinal, durableLsn) => this.#roll(baseLsn, ordinal, durableLsn),
+      poisoned: (error) => this.#onPoisoned(error),
+    };
+    this.#commit = new GroupCommit(target, options.durability, options.maxBatchBytes, active.lastLsn);
+    if (options.durability === 'interval') {
+      this.#syncTimer = setInterval(() => this.#commit.requestSync(), options.syncIntervalMs);
+      this.#syncTimer.unref();
+    }
+  }
+
+  /**
+   * Opens (creating if needed) the log in `directory`: takes the lock, removes leftovers,
+   * replays every record through `options.onRecord`, and cuts a torn tail.
+   * @throws LockedError when another process or instance holds the directory.
+   * @throws CorruptionError for damage that is not a torn tail (unless `repair`).
+   */
+  static async open(directory: string, options?: LogOptions): Promise<Log> {
+    if (typeof directory !== 'string' || directory.length === 0) throw new TypeError('directory must be a non-empty string');
+    const resolved = resolveLogOptions(options);
+    const fs = resolved.fileSystem;
+    const dir = path.resolve(directory);
+    await fs.mkdir(dir);
+    await fs.syncDirectory(path.dirname(dir));
+    // The simulated disks of the tests have no real directory to lock.
+    const lock = fs === nodeFileSystem ? await acquireDirectoryLock(dir, resolved.lock) : undefined;
+    try {
+      const onRecord = resolved.onRecord;
+      const recovered = await recoverDirectory(fs, dir, resolved.repair, (payload, lsn, location) => onRecord?.(payload, lsn, location));
+      const segments: Segment[] = [];
+      for (const [ordinal, found] of recovered.segments.entries()) {
+        const segment: Segment = {
+          ordinal,
+          name: found.name,
+          baseLsn: found.baseLsn,
+          generation: found.generation,
+          coverEndLsn: found.coverEndLsn,
+          handle: found.handle,
+          sizeBytes: found.sizeBytes,
+          lastLsn: found.lastLsn,
+          dataRecords: found.dataRecords,
+          sealed: found.sealed,
+        };
+        segments.push(segment);
+        const isLast = ordinal === recovered.segments.length - 1;
+        if (isLast && !found.sealed && !found.writable) {
+          // Repair made an earlier segment the last one; appends need a writable handle.
+          await found.handle.close();
+          segment.handle = await fs.open(path.join(dir, found.name), 'write');
+        }
+      }
+      const last = segments[segments.length - 1];
+      if (last === undefined || last.sealed) {
+        const baseLsn = (last?.lastLsn ?? 0) + 1;
+        const created = await createSegment(fs, dir, baseLsn);
+        segments.push({
+          ordinal: segments.length,
+          name: created.name,
+          baseLsn,
+          generation: 0,
+          coverEndLsn: 0,
+          handle: created.handle,
+          sizeBytes: SEGMENT_HEADER_SIZE,
+          lastLsn: baseLsn - 1,
+          dataRecords: 0,
+          sealed: false,
+        });
+      }
+      const report: RecoveryReport = {
+        cleanShutdown: recovered.cleanShutdown,
+        segments: segments.length,
+        records: recovered.records,
+        lastLsn: recovered.lastLsn,
+        truncated: recovered.truncated,
+        quarantined: recovered.quarantined,
+        removedFiles: recovered.removedFiles,
+        lock: lock?.kind ?? 'none',
+      };
+      return new Log(dir, resolved, lock, segments, report);
+    } catch (error) {
+      await lock?.release();
+      throw error;
+    }
+  }
+
+  get status(): 'open' | 'closing' | 'closed' {
+    return this.#status;
+  }
+
+  /** The first I/O failure, once the log is poisoned. */
+  get poisonedBy(): Error | undefined {
+    return this.#commit.poison;
+  }
+
+  /** LSN of the last record of the most recent append()/appendGroup() call. */
+  get lastLsn(): number {
+    return this.#lastLsn;
+  }
+
+  /**
+   * Location of the first record of the most recent append()/appendGroup() call, known as soon
+   * as the call returns. Records of one group are contiguous: see locationAfter().
+   */
+  get lastLocation(): number {
+    return this.#lastLocation;
+  }
+
+  /** The durability this log was opened with. */
+  get durability(): Durability {
+    return this.#options.durability;
+  }
+
+  /**
+   * Appends one record. The returned promise is shared by every append of the same batch and
+   * resolves (with nothing) per the durability; read `lastLsn`/`lastLocation` right after the
+   * call for this record's LSN and location.
+   */
+  append(payload: Uint8Array, options?: AppendOptions): Promise<void> {
+    return this.#append([payload], options, false);
+  }
+
+  /** Appends records atomically: after a crash either all of them replay or none does. */
+  appendGroup(payloads: readonly Uint8Array[], options?: AppendOptions): Promise<void> {
+    if (!Array.isArray(payloads) || payloads.length === 0) return Promise.reject(new TypeError('payloads must be a non-empty array'));
+    return this.#append(payloads, options, true);
+  }
+
+  #append(payloads: readonly Uint8Array[], options: AppendOptions | undefined, atomic: boolean): Promise<void> {
+    if (this.#status !== 'open') return Promise.reject(new ClosedError());
+    const poison = this.#commit.poison;
+    if (poison) return Promise.reject(new PoisonedError(poison));
+    const durability = options?.durability === undefined ? this.#options.durability : checkDurability(options.durability);
+    let sizeBytes = 0;
+    const crcs: number[] = [];
+    for (const payload of payloads) {
+      if (!(payload instanceof Uint8Array)) return Promise.reject(new TypeError('payload must be a Uint8Array'));
+      if (payload.length > this.#options.maxRecordSize) {
+        return Promise.reject(new RecordTooLargeError(payload.length, this.#options.maxRecordSize));
+      }
+      sizeBytes += RECORD_HEADER_SIZE + payload.length;
+      crcs.push(crc32(payload));
+    }
+    const firstLsn = this.#nextLsn;
+    if (firstLsn + payloads.length > MAX_LSN) return Promise.reject(new RangeError('LSN space exhausted'));
+    // A record (or a whole group) never straddles two segments.
+    if (this.#planOffset > SEGMENT_HEADER_SIZE && this.#planOffset + sizeBytes > this.#options.segmentSize) {
+      this.#planRoll(firstLsn);
+    }
+    this.#lastLocation = packLocation(this.#planOrdinal, this.#planOffset);
+    this.#planOffset += sizeBytes;
+    this.#nextLsn = firstLsn + payloads.length;
+    this.#lastLsn = this.#nextLsn - 1;
+    return this.#commit.add(payloads, crcs, firstLsn, durability, atomic);
+  }
+
+  #planRoll(baseLsn: number): void {
+    this.#planOrdinal = this.#nextOrdinal++;
+    this.#planOffset = SEGMENT_HEADER_SIZE;
+    this.#commit.roll(baseLsn, this.#planOrdinal);
+  }
+
+  /** Resolves when everything appended so far is on stable storage. */
+  sync(): Promise<void> {
+    if (this.#status === 'closed') return Promise.reject(new ClosedError());
+    return this.#commit.barrier(true);
+  }
+
+  /**
+   * Ends the active segment here: every record appended before this call will sit in a sealed
+   * segment with an LSN ≤ the returned one (the boundary to pass to rewrite()).
+   */
+  cut(): number {
+    if (this.#status !== 'open') throw new ClosedError();
+    if (this.#planOffset > SEGMENT_HEADER_SIZE) this.#planRoll(this.#nextLsn);
+    return this.#nextLsn - 1;
+  }
+
+  /** Reads the payload of the record at `location` (from append or replay), checking its checksums. */
+  async read(location: number): Promise<Buffer> {
+    if (this.#status === 'closed') throw new ClosedError();
+    if (!Number.isSafeInteger(location) || location < 0) throw new RangeError(`invalid location ${location}`);
+    const ordinal = Math.floor(location / LOCATION_SPAN);
+    const offset = location % LOCATION_SPAN;
+    let segment = this.#segmentAt(ordinal);
+    if (segment === undefined || offset >= segment.sizeBytes) {
+      // Appended but maybe not written yet.
+      await this.#commit.barrier(false);
+      segment = this.#segmentAt(ordinal);
+    }
+    if (segment === undefined || offset < SEGMENT_HEADER_SIZE || offset + RECORD_HEADER_SIZE > segment.sizeBytes) {
+      throw new RangeError(`no record at location ${location}`);
+    }
+    const file = path.join(this.directory, segment.name);
+    let bytes = Buffer.allocUnsafe(Math.min(RECORD_HEADER_SIZE + READ_AHEAD_BYTES, segment.sizeBytes - offset));
+    const got = await readFully(segment.handle, bytes, bytes.length, offset);
+    const header = got >= RECORD_HEADER_SIZE ? decodeRecordHeader(bytes, 0) : undefined;
+    if (header === undefined || header.type !== RecordType.data) throw new CorruptionError(file, offset, 'header-crc', 'bad record header on read');
+    const total = RECORD_HEADER_SIZE + header.payloadLength;
+    if (offset + total > segment.sizeBytes) throw new CorruptionError(file, offset, 'payload-past-eof', 'record runs past the written bytes');
+    if (total > got) {
+      const whole = Buffer.allocUnsafe(total);
+      if ((await readFully(segment.handle, whole, total, offset)) !== total) {
+        throw new CorruptionError(file, offset, 'payload-past-eof', 'short read');
+      }
+      bytes = whole;
+    }
+    const payload = bytes.subarray(RECORD_HEADER_SIZE, total);
+    if (crc32(payload) !== header.payloadCrc) throw new CorruptionError(file, offset, 'payload-crc', 'payload checksum mismatch on read');
+    return payload;
+  }
+
+  #segmentAt(ordinal: number): Segment | undefined {
+    return this.#byOrdinal.get(ordinal) ?? this.#retired.find((s) => s.ordinal === ordinal);
+  }
+
+  /**
+   * Replaces every sealed segment up to `coverEndLsn` (a value from cut()) with one segment
+   * holding exactly what `produce` writes. Crash-safe: the output is built aside, synced and
+   * renamed into place (the commit point) before any source is deleted; open() finishes an
+   * interrupted deletion. Appends go on meanwhile.
+   */
+  async rewrite(coverEndLsn: number, produce: (output: RewriteOutput) => Promise<void>): Promise<RewriteResult> {
+    if (this.#status !== 'open') throw new ClosedError();
+    if (this.#rewriting) throw new Error('a rewrite is already running');
+    if (!Number.isSafeInteger(coverEndLsn) || coverEndLsn < 0) throw new RangeError(`invalid coverEndLsn ${coverEndLsn}`);
+    this.#rewriting = true;
+    const startedAt = performance.now();
+    try {
+      await this.#commit.barrier(false); // the roll queued by cut() has run
+      await this.#closeRetired();
+      const sources: Segment[] = [];
+      for (const segment of this.#segments) {
+        if (!segment.sealed || segment.lastLsn > coverEndLsn) break;
+        sources.push(segment);
+      }
+      const lastSource = sources[sources.length - 1];
+      if (lastSource === undefined || lastSource.lastLsn !== coverEndLsn) {
+        throw new RangeError(`coverEndLsn ${coverEndLsn} is not a segment boundary: pass the value cut() returned`);
+      }
+      const baseLsn = sources[0]!.baseLsn;
+      const generation = Math.max(...sources.map((s) => s.generation)) + 1;
+      const bytesBefore = sources.reduce((sum, s) => sum + s.sizeBytes, 0);
+      const ordinal = this.#nextOrdinal++;
+      const aside = await createSegmentAside(this.#fs, this.directory, baseLsn, generation, coverEndLsn);
+      let offset = SEGMENT_HEADER_SIZE;
+      let records = 0;
+      let pending: Buffer[] = [];
+      let pendingBytes = 0;
+      let pendingAt = offset;
+      const flush = async (): Promise<void> => {
+        if (pendingBytes === 0) return;
+        await writeAll(aside.handle, pending, pendingAt);
+        pending = [];
+        pendingAt += pendingBytes;
+        pendingBytes = 0;
+      };
+      try {
+        await produce({
+          write: async (payload) => {
+            if (!(payload instanceof Uint8Array)) throw new TypeError('payload must be a Uint8Array');
+            const lsn = baseLsn + records;
+            if (lsn > coverEndLsn) throw new RangeError('the rewrite holds more records than the LSN range it replaces');
+            const record = Buffer.allocUnsafe(RECORD_HEADER_SIZE + payload.length);
+            encodeRewriteRecord(record, lsn, payload);
+            const location = packLocation(ordinal, offset);
+            pending.push(record);
+            pendingBytes += record.length;
+            offset += record.length;
+            records++;
+            if (pendingBytes >= REWRITE_CHUNK_BYTES) await flush();
+            return location;
+          },
+        });
+        pending.push(encodeSeal(records, coverEndLsn, 0));
+        pendingBytes += pending[pending.length - 1]!.length;
+        offset += pending[pending.length - 1]!.length;
+        await flush();
+        await publishSegment(this.#fs, this.directory, aside.handle, aside.tempPath, aside.finalPath);
+      } catch (error) {
+        await aside.handle.close().catch(() => undefined);
+        await this.#fs.unlink(aside.tempPath).catch(() => undefined);
+        throw error;
+      }
+      // Committed: the output replaces the sources for every later open.
+      const output: Segment = {
+        ordinal,
+        name: aside.name,
+        baseLsn,
+        generation,
+        coverEndLsn,
+        handle: aside.handle,
+        sizeBytes: offset,
+        lastLsn: coverEndLsn,
+        dataRecords: records,
+        sealed: true,
+      };
+      this.#segments.splice(0, sources.length, output);
+      this.#byOrdinal.set(ordinal, output);
+      for (const source of sources) this.#byOrdinal.delete(source.ordinal);
+      this.#retired = sources;
+      try {
+        for (const source of sources) await this.#fs.unlink(path.join(this.directory, source.name));
+        await this.#fs.syncDirectory(this.directory);
+      } catch (error) {
+        // Which names survive a crash is now unknown; open() would finish the job, so stop here.
+        this.#commit.barrier(false).catch(() => undefined);
+        this.#onPoisoned(error instanceof Error ? error : new Error(String(error)));
+        throw error;
+      }
+      verify(() => this.#checkTiling());
+      return { bytesBefore, bytesAfter: offset, records, durationMs: performance.now() - startedAt };
+    } finally {
+      this.#rewriting = false;
+    }
+  }
+
+  async #closeRetired(): Promise<void> {
+    const retired = this.#retired;
+    this.#retired = [];
+    for (const segment of retired) await segment.handle.close().catch(() => undefined);
+  }
+
+  /** Invariant: the segments tile the LSN space from 1 without gaps or overlaps. */
+  #checkTiling(): void {
+    let expected = 1;
+    for (const segment of this.#segments) {
+      assert(segment.baseLsn === expected, `segment ${segment.name} starts at ${segment.baseLsn}, expected ${expected}`);
+      expected = segment.lastLsn + 1;
+    }
+  }
+
+  stats(): LogStats {
+    let sizeBytes = 0;
+    for (const segment of this.#segments) sizeBytes += segment.sizeBytes;
+    return {
+      segments: this.#segments.length,
+      sizeBytes,
+      nextLsn: this.#nextLsn,
+      writtenLsn: this.#commit.writtenLsn,
+      durableLsn: this.#commit.durableLsn,
+      syncs: this.#commit.syncCount,
+      batches: this.#commit.batchCount,
+    };
+  }
+
+  get #active(): Segment {
+    return this.#segments[this.#segments.length - 1]!;
+  }
+
+  async #writeActive(bytes: Buffer, lastLsn: number): Promise<void> {
+    const active = this.#active;
+    await writeAll(active.handle, [bytes], active.sizeBytes);
+    // Invariant: the active segment holds no partial record after a successful write.
+    active.sizeBytes += bytes.length;
+    active.dataRecords += lastLsn - active.lastLsn;
+    active.lastLsn = lastLsn;
+  }
+
+  async #roll(baseLsn: number, ordinal: number, durableLsn: number): Promise<void> {
+    const active = this.#active;
+    assert(baseLsn === active.lastLsn + 1, 'the next segment starts right after the active one');
+    const seal = encodeSeal(active.dataRecords, active.lastLsn, durableLsn);
+    await writeAll(active.handle, [seal], active.sizeBytes);
+    // The seal must be durable before the next segment exists: only the last segment may be torn.
+    await active.handle.datasync();
+    active.sizeBytes += seal.length;
+    active.sealed = true;
+    const created = await createSegment(this.#fs, this.directory, baseLsn);
+    const segment: Segment = {
+      ordinal,
+      name: created.name,
+      baseLsn,
+      generation: 0,
+      coverEndLsn: 0,
+      handle: created.handle,
+      sizeBytes: SEGMENT_HEADER_SIZE,
+      lastLsn: baseLsn - 1,
+      dataRecords: 0,
+      sealed: false,
+    };
+    this.#segments.push(segment);
+    this.#byOrdinal.set(ordinal, segment);
+  }
+
+  #onPoisoned(error: Error): void {
+    if (this.#syncTimer) clearInterval(this.#syncTimer);
+    this.emit('poisoned', error);
+  }
+
+  /**
+   * Flushes and syncs everything, writes the CLOSE marker, closes the files and releases the
+   * lock. Idempotent: later calls return the same promise. A poisoned log closes without
+   * writing anything more.
+   */
+  close(): Promise<void> {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async #close(): Promise<void> {
+    this.#status = 'closing';
+    if (this.#syncTimer) clearInterval(this.#syncTimer);
+    let failure: unknown;
+    try {
+      if (!this.#commit.poison) {
+        await this.#commit.barrier(true);
+        const active = this.#active;
+        const marker = encodeMarker(RecordType.close, active.lastLsn, this.#commit.durableLsn, Buffer.alloc(0));
+        await writeAll(active.handle, [marker], active.sizeBytes);
+        await active.handle.datasync();
+        active.sizeBytes += marker.length;
+      }
+    } catch (error) {
+      failure = error;
+    }
+    for (const segment of this.#segments) await segment.handle.close().catch(() => undefined);
+    await this.#closeRetired();
+    await this.#lock?.release();
+    this.#status = 'closed';
+    if (failure !== undefined) throw failure;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}
+
+/** A compaction output record: synced before the output exists, so it vouches for nothing else (durableLsn 0). */
+function encodeRewriteRecord(record: Buffer, lsn: number, payload: Uint8Array): void {
+  encodeRecordHeader(record, 0, RecordType.data, 0, lsn, 0, payload.length, crc32(payload));
+  record.set(payload, RECORD_HEADER_SIZE);
+}
