@@ -1,7 +1,8 @@
-// CRC-32 (IEEE 802.3, the zlib/PNG polynomial) for record checksums. The `crc-32` package is
-// fastest for small buffers; Node's zlib.crc32 (native, same polynomial) wins from about 1 KiB
-// up, so large payloads use it when this Node has it. Both give identical values (tested), so
-// the on-disk format never depends on which one ran.
+// CRC-32 (IEEE 802.3, the zlib/PNG polynomial) for record checksums. The `crc-32` package
+// provides the table; crc32Range runs slice-by-8 over a byte range without creating a view
+// (replay checks two ranges per record, and views cost more than the checksum). Node's
+// zlib.crc32 (native, same polynomial) wins from about 1 KiB up, so large inputs use it when
+// this Node has it. All give identical values (tested), so the format never depends on which ran.
 import CRC32 from 'crc-32';
 import * as zlib from 'node:zlib';
 
@@ -11,13 +12,45 @@ const nativeCrc32: ((data: Uint8Array, value?: number) => number) | undefined = 
 
 const NATIVE_THRESHOLD_BYTES = 1024;
 
-/** Unsigned CRC-32 of `bytes`. */
-export function crc32(bytes: Uint8Array): number {
-  if (nativeCrc32 !== undefined && bytes.length >= NATIVE_THRESHOLD_BYTES) return nativeCrc32(bytes) >>> 0;
-  return CRC32.buf(bytes) >>> 0;
+// T[k][b]: the CRC of byte b followed by k zero bytes; T[0] is the package's table.
+const T = new Int32Array(8 * 256);
+T.set((CRC32 as unknown as { table: ArrayLike<number> }).table, 0);
+for (let b = 0; b < 256; b++) {
+  for (let k = 1; k < 8; k++) {
+    const previous = T[(k - 1) * 256 + b]!;
+    T[k * 256 + b] = (previous >>> 8) ^ T[previous & 0xff]!;
+  }
 }
 
-/** CRC-32 computed by the pure-JS package only; tests compare it with crc32(). */
+/** Unsigned CRC-32 of `bytes[start..end)`. */
+export function crc32Range(bytes: Uint8Array, start: number, end: number): number {
+  if (nativeCrc32 !== undefined && end - start >= NATIVE_THRESHOLD_BYTES) {
+    return nativeCrc32(bytes.subarray(start, end)) >>> 0;
+  }
+  let crc = -1;
+  let i = start;
+  for (const last = end - 7; i < last; i += 8) {
+    const a = crc ^ (bytes[i]! | (bytes[i + 1]! << 8) | (bytes[i + 2]! << 16) | (bytes[i + 3]! << 24));
+    crc =
+      T[1792 + (a & 0xff)]! ^
+      T[1536 + ((a >>> 8) & 0xff)]! ^
+      T[1280 + ((a >>> 16) & 0xff)]! ^
+      T[1024 + (a >>> 24)]! ^
+      T[768 + bytes[i + 4]!]! ^
+      T[512 + bytes[i + 5]!]! ^
+      T[256 + bytes[i + 6]!]! ^
+      T[bytes[i + 7]!]!;
+  }
+  for (; i < end; i++) crc = (crc >>> 8) ^ T[(crc ^ bytes[i]!) & 0xff]!;
+  return ~crc >>> 0;
+}
+
+/** Unsigned CRC-32 of `bytes`. */
+export function crc32(bytes: Uint8Array): number {
+  return crc32Range(bytes, 0, bytes.length);
+}
+
+/** CRC-32 computed by the package's own routine only; tests compare it with crc32(). */
 export function crc32Portable(bytes: Uint8Array): number {
   return CRC32.buf(bytes) >>> 0;
 }

@@ -7,7 +7,7 @@
 //   headerCrc = crc32(header[4..32]); it covers payloadCrc, so it vouches for the payload too,
 //   and it is checked before payloadLength is trusted (a corrupt length never reads as torn).
 import { assert } from './assert.ts';
-import { crc32 } from './crc.ts';
+import { crc32Range } from './crc.ts';
 
 export const RECORD_HEADER_SIZE = 32;
 
@@ -101,7 +101,7 @@ export function encodeRecordHeader(
   target[offset + 15] = 0;
   writeU64(target, offset + 16, lsn);
   writeU64(target, offset + 24, durableLsn);
-  target.writeUInt32LE(crc32(target.subarray(offset + 4, offset + RECORD_HEADER_SIZE)), offset);
+  target.writeUInt32LE(crc32Range(target, offset + 4, offset + RECORD_HEADER_SIZE), offset);
 }
 
 /**
@@ -111,7 +111,7 @@ export function encodeRecordHeader(
  */
 export function decodeRecordHeader(source: Uint8Array, offset: number): RecordHeader | undefined {
   const headerCrc = readU32(source, offset);
-  if (crc32(source.subarray(offset + 4, offset + RECORD_HEADER_SIZE)) !== headerCrc) return undefined;
+  if (crc32Range(source, offset + 4, offset + RECORD_HEADER_SIZE) !== headerCrc) return undefined;
   const type = source[offset + 12]!;
   const flags = source[offset + 13]!;
   const reserved = source[offset + 14]! | source[offset + 15]!;

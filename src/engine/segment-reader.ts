@@ -3,7 +3,7 @@
 // reports where the valid prefix ends and what the first bad bytes look like; whether that is
 // a torn tail or corruption is decided by recovery.ts, which knows where the segment sits.
 import type { FileHandle } from './file-system.ts';
-import { crc32 } from './crc.ts';
+import { crc32Range } from './crc.ts';
 import { decodeRecordHeader, RECORD_HEADER_SIZE } from './record-format.ts';
 import type { RecordHeader } from './record-format.ts';
 
@@ -82,9 +82,9 @@ export async function scanSegment(
     await ensure(total);
     if (bufferEnd - position < total) return { endOffset: position, damage: 'payload-past-eof', stopped: false };
     const payloadStart = position - bufferStart + RECORD_HEADER_SIZE;
-    const payload = buffer.subarray(payloadStart, payloadStart + header.payloadLength);
-    if (crc32(payload) !== header.payloadCrc) return { endOffset: position, damage: 'payload-crc', stopped: false };
-    const keepGoing = visit(header, payload, position);
+    const payloadEnd = payloadStart + header.payloadLength;
+    if (crc32Range(buffer, payloadStart, payloadEnd) !== header.payloadCrc) return { endOffset: position, damage: 'payload-crc', stopped: false };
+    const keepGoing = visit(header, buffer.subarray(payloadStart, payloadEnd), position);
     position += total;
     if (keepGoing === false) return { endOffset: position, damage: undefined, stopped: true };
   }
@@ -111,7 +111,7 @@ export async function findNextValidRecord(
     if (header === undefined || !accept(header)) continue;
     const end = at + RECORD_HEADER_SIZE + header.payloadLength;
     if (end > got) continue;
-    if (crc32(bytes.subarray(at + RECORD_HEADER_SIZE, end)) !== header.payloadCrc) continue;
+    if (crc32Range(bytes, at + RECORD_HEADER_SIZE, end) !== header.payloadCrc) continue;
     return { header, offset: fromOffset + at };
   }
   return undefined;
