@@ -1,0 +1,67 @@
+// Job data and job results as bytes: JSON text for plain values, raw bytes for Uint8Array and
+// Buffer (handed back as a Buffer), nothing for undefined. Refuses what JSON cannot carry
+// faithfully (BigInt, cycles, functions, symbols) with a TypeError, before anything is written.
+
+export const DataEncoding = { json: 0, bytes: 1, undefined: 2 } as const;
+export type DataEncoding = (typeof DataEncoding)[keyof typeof DataEncoding];
+
+export interface EncodedData {
+  readonly encoding: DataEncoding;
+  /** UTF-8 JSON, raw bytes, or empty. */
+  readonly bytes: Uint8Array;
+}
+
+const EMPTY = new Uint8Array(0);
+
+// JSON.stringify drops functions and symbols silently (and turns a top-level one into
+// undefined); a job whose data quietly lost a field would be worse than a refused enqueue.
+function refuseNonJson(this: unknown, key: string, value: unknown): unknown {
+  const type = typeof value;
+  if (type === 'function' || type === 'symbol') {
+    throw new TypeError(`${type} at ${key === '' ? 'the top level' : `key "${key}"`} is not JSON-serialisable`);
+  }
+  return value;
+}
+
+/**
+ * Encodes job data. Throws TypeError for BigInt, cycles, functions and symbols (JSON.stringify
+ * itself throws for the first two). `what` names the value in messages.
+ */
+export function encodeData(value: unknown, what = 'data'): EncodedData {
+  if (value === undefined) return { encoding: DataEncoding.undefined, bytes: EMPTY };
+  if (value instanceof Uint8Array) return { encoding: DataEncoding.bytes, bytes: value };
+  let text: string;
+  try {
+    text = JSON.stringify(value, refuseNonJson);
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new TypeError(`${what} is not JSON-serialisable: ${reason}`, { cause: error });
+  }
+  return { encoding: DataEncoding.json, bytes: Buffer.from(text, 'utf8') };
+}
+
+/**
+ * Encodes a processor's result, or returns undefined when it cannot be stored: a result is
+ * kept only when it is serialisable, and an unserialisable one must not fail a job that ran.
+ */
+export function encodeResult(value: unknown): EncodedData | undefined {
+  try {
+    return encodeData(value, 'result');
+  } catch {
+    return undefined;
+  }
+}
+
+/** Decodes what encodeData wrote. Bytes come back as a Buffer copy, independent of `source`. */
+export function decodeData(encoding: number, source: Uint8Array): unknown {
+  switch (encoding) {
+    case DataEncoding.undefined:
+      return undefined;
+    case DataEncoding.bytes:
+      return Buffer.from(source);
+    case DataEncoding.json:
+      return JSON.parse(Buffer.from(source.buffer, source.byteOffset, source.byteLength).toString('utf8'));
+    default:
+      throw new RangeError(`unknown data encoding ${encoding}`);
+  }
+}

@@ -1,0 +1,455 @@
+// The in-memory index of every live job: its state, its place in the pending or delayed heap,
+// where its records are in the log, its idempotency key, and the retained completed/failed
+// jobs. It holds no payloads and no per-job objects: each job is a slot in a set of typed-array
+// columns (about 43 bytes) plus one id→slot Map entry, so a backlog of millions of replayed jobs
+// stays small (docs/queue.md has the measured figure). It does no I/O; the queue decides what
+// to append and then updates the index.
+//
+// Two modes: while replaying, state changes only set columns (a started record can name a job
+// deep inside the heap); finishReplay() then builds both heaps in O(n). After that, every
+// change keeps the heaps current and dispatch is O(log n).
+import { assert, verify } from '../engine/assert.ts';
+import { StateCode } from './job-records.ts';
+import { RetainedJobs } from './retained-jobs.ts';
+import { SlotHeap } from './slot-heap.ts';
+import type { JobCounts } from './job.ts';
+
+/** How many finished jobs of one kind to keep, and for how long. Infinity means no limit. */
+export interface RetentionLimits {
+  readonly count: number;
+  readonly ageMs: number;
+}
+
+export interface Retention {
+  readonly completed: RetentionLimits;
+  readonly failed: RetentionLimits;
+}
+
+/** Sentinel for "no record" in the location columns. */
+export const NO_LOCATION = -1;
+
+const INITIAL_CAPACITY = 1024;
+
+export class JobIndex {
+  // Columns, indexed by slot. A slot is free when its state is StateCode.none.
+  #ids = new Float64Array(INITIAL_CAPACITY);
+  #priorities = new Int32Array(INITIAL_CAPACITY);
+  #runAts = new Float64Array(INITIAL_CAPACITY);
+  /** Location of the job's added (or snapshot) record: its name, options and data. */
+  #locations = new Float64Array(INITIAL_CAPACITY);
+  /** Location of its last completed/failed (or snapshot) record, or NO_LOCATION. */
+  #outcomeLocations = new Float64Array(INITIAL_CAPACITY);
+  #states = new Uint8Array(INITIAL_CAPACITY);
+  #stalls = new Uint16Array(INITIAL_CAPACITY);
+  #attemptsMade = new Uint32Array(INITIAL_CAPACITY);
+  /** Slots ever used; slots at or above it are untouched. */
+  #highWater = 0;
+  #freeSlots = new Int32Array(256);
+  #freeCount = 0;
+
+  readonly #slotById = new Map<number, number>();
+  readonly #idByKey = new Map<string, number>();
+  readonly #keyById = new Map<number, string>();
+  readonly #pending = new SlotHeap((a, b) => this.#pendingBefore(a, b));
+  readonly #delayed = new SlotHeap((a, b) => this.#delayedBefore(a, b));
+  readonly #completed = new RetainedJobs();
+  readonly #failed = new RetainedJobs();
+  readonly #retention: Retention;
+
+  #replaying = true;
+  #nextId = 1;
+  #counts = { pending: 0, delayed: 0, active: 0, completed: 0, failed: 0 };
+
+  constructor(retention: Retention) {
+    this.#retention = retention;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Ids and lookups
+
+  /** The id the next enqueue gets: one above every id the log has ever held. */
+  get nextId(): number {
+    return this.#nextId;
+  }
+
+  /** Takes the next id. */
+  reserveId(): number {
+    return this.#nextId++;
+  }
+
+  /** Raises nextId above `id` (replay of any record that names a job, or a meta record). */
+  noteId(id: number): void {
+    if (id >= this.#nextId) this.#nextId = id + 1;
+  }
+
+  /** Raises nextId to at least `nextId` (meta record). */
+  noteNextId(nextId: number): void {
+    if (nextId > this.#nextId) this.#nextId = nextId;
+  }
+
+  get size(): number {
+    return this.#slotById.size;
+  }
+
+  /** The slot of a live job, or -1. */
+  slotOf(id: number): number {
+    return this.#slotById.get(id) ?? -1;
+  }
+
+  id(slot: number): number {
+    return this.#ids[slot]!;
+  }
+  state(slot: number): StateCode {
+    return this.#states[slot]! as StateCode;
+  }
+  priority(slot: number): number {
+    return this.#priorities[slot]!;
+  }
+  runAt(slot: number): number {
+    return this.#runAts[slot]!;
+  }
+  location(slot: number): number {
+    return this.#locations[slot]!;
+  }
+  outcomeLocation(slot: number): number {
+    return this.#outcomeLocations[slot]!;
+  }
+  stalls(slot: number): number {
+    return this.#stalls[slot]!;
+  }
+  attemptsMade(slot: number): number {
+    return this.#attemptsMade[slot]!;
+  }
+
+  /** The id of the live (pending, delayed or active) job holding `key`, if any. */
+  idForKey(key: string): number | undefined {
+    return this.#idByKey.get(key);
+  }
+
+  counts(): JobCounts {
+    return { ...this.#counts };
+  }
+
+  /** Pending jobs a processor could take now. */
+  get pendingCount(): number {
+    return this.#counts.pending;
+  }
+
+  get activeCount(): number {
+    return this.#counts.active;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Changes. Each one is the in-memory side of one record kind; the caller has already checked
+  // the transition with assertTransition.
+
+  /** A new job (added record). Returns its slot. */
+  add(id: number, priority: number, runAt: number, location: number, key: string, now: number): number {
+    assert(!this.#slotById.has(id), `job ${id} added twice`);
+    const slot = this.#allocateSlot(id);
+    this.#priorities[slot] = priority;
+    this.#runAts[slot] = runAt;
+    this.#locations[slot] = location;
+    this.#outcomeLocations[slot] = NO_LOCATION;
+    this.#stalls[slot] = 0;
+    this.#attemptsMade[slot] = 0;
+    if (key !== '') this.#holdKey(id, key);
+    this.noteId(id);
+    this.#enterWaiting(slot, runAt, now);
+    return slot;
+  }
+
+  /** A job restored whole from a snapshot record (compaction output). */
+  restore(
+    id: number,
+    state: StateCode,
+    fields: { priority: number; runAt: number; attemptsMade: number; stalls: number; key: string; finishedAt: number },
+    location: number,
+    hasOutcome: boolean,
+    now: number,
+  ): number {
+    assert(!this.#slotById.has(id), `job ${id} restored twice`);
+    assert(state !== StateCode.none, 'a snapshot is of a live job');
+    const slot = this.#allocateSlot(id);
+    this.#priorities[slot] = fields.priority;
+    this.#runAts[slot] = fields.runAt;
+    this.#locations[slot] = location;
+    this.#outcomeLocations[slot] = hasOutcome ? location : NO_LOCATION;
+    this.#stalls[slot] = fields.stalls;
+    this.#attemptsMade[slot] = fields.attemptsMade;
+    this.noteId(id);
+    if (state === StateCode.pending || state === StateCode.delayed) {
+      if (fields.key !== '') this.#holdKey(id, fields.key);
+      this.#enterWaiting(slot, fields.runAt, now);
+    } else if (state === StateCode.active) {
+      if (fields.key !== '') this.#holdKey(id, fields.key);
+      this.#setState(slot, StateCode.active);
+    } else {
+      this.#finish(slot, state, fields.finishedAt);
+    }
+    return slot;
+  }
+
+  /** Takes the first pending job (highest priority, then lowest id) and marks it active; -1 if none. */
+  startNext(): number {
+    assert(!this.#replaying, 'no dispatch during replay');
+    const slot = this.#pending.pop();
+    if (slot === -1) return -1;
+    // Invariant: the pending heap holds exactly the slots in state pending.
+    assert(this.#states[slot] === StateCode.pending, `heap slot ${slot} in state ${this.#states[slot]}`);
+    this.#setState(slot, StateCode.active);
+    return slot;
+  }
+
+  /** A started record replayed: the job is active (it left its heap before replay built heaps). */
+  markStarted(slot: number): void {
+    assert(this.#replaying, 'only replay starts a job by slot');
+    this.#setState(slot, StateCode.active);
+  }
+
+  completed(slot: number, finishedAt: number, outcomeLocation: number): void {
+    this.#attemptsMade[slot] = this.#attemptsMade[slot]! + 1;
+    this.#outcomeLocations[slot] = outcomeLocation;
+    this.#finish(slot, StateCode.completed, finishedAt);
+  }
+
+  failed(slot: number, finishedAt: number, outcomeLocation: number, stalled: boolean): void {
+    if (stalled) this.#stalls[slot] = this.#stalls[slot]! + 1;
+    this.#attemptsMade[slot] = this.#attemptsMade[slot]! + 1;
+    this.#outcomeLocations[slot] = outcomeLocation;
+    this.#finish(slot, StateCode.failed, finishedAt);
+  }
+
+  /** A failed attempt with attempts left: waiting again until `retryAt`. */
+  retrying(slot: number, retryAt: number, outcomeLocation: number, now: number): void {
+    this.#attemptsMade[slot] = this.#attemptsMade[slot]! + 1;
+    this.#outcomeLocations[slot] = outcomeLocation;
+    this.#runAts[slot] = retryAt;
+    this.#enterWaiting(slot, retryAt, now);
+  }
+
+  /** Back to pending without using up an attempt: released by close(), or stalled with `stalls`. */
+  requeued(slot: number, stalls: number, now: number): void {
+    this.#stalls[slot] = stalls;
+    this.#enterWaiting(slot, this.#runAts[slot]!, now);
+  }
+
+  /** A removed record: the job is gone. Only replay removes waiting jobs (heaps are not built yet). */
+  removed(slot: number): void {
+    const state = this.#states[slot]!;
+    assert(this.#replaying || state === StateCode.completed || state === StateCode.failed, 'live removal of a waiting job');
+    this.#releaseSlot(slot);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Time
+
+  /** Moves delayed jobs that are due by `now` to pending; returns how many moved. */
+  promoteDue(now: number): number {
+    if (this.#replaying) return 0;
+    let moved = 0;
+    for (let slot = this.#delayed.peek(); slot !== -1 && this.#runAts[slot]! <= now; slot = this.#delayed.peek()) {
+      this.#delayed.pop();
+      this.#setState(slot, StateCode.pending);
+      this.#pending.push(slot);
+      moved++;
+    }
+    return moved;
+  }
+
+  /** runAt of the earliest delayed job; Infinity when none. */
+  nextDueAt(): number {
+    const slot = this.#delayed.peek();
+    return slot === -1 ? Infinity : this.#runAts[slot]!;
+  }
+
+  /** Drops retained jobs older than their age limit. */
+  evictExpired(now: number): void {
+    this.#evictOld(this.#completed, StateCode.completed, this.#retention.completed.ageMs, now);
+    this.#evictOld(this.#failed, StateCode.failed, this.#retention.failed.ageMs, now);
+  }
+
+  /** When the oldest retained job passes its age limit; Infinity when never. */
+  nextExpiryAt(): number {
+    return Math.min(
+      this.#completed.oldestFinishedAt() + this.#retention.completed.ageMs,
+      this.#failed.oldestFinishedAt() + this.#retention.failed.ageMs,
+    );
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Replay
+
+  get replaying(): boolean {
+    return this.#replaying;
+  }
+
+  /** Slots of jobs that are active: at the end of replay, the jobs the last process was running. */
+  activeSlots(): number[] {
+    const slots: number[] = [];
+    for (let slot = 0; slot < this.#highWater; slot++) {
+      if (this.#states[slot] === StateCode.active) slots.push(slot);
+    }
+    return slots;
+  }
+
+  /** Ends replay: builds the heaps in O(n) from the states, and applies age limits. */
+  finishReplay(now: number): void {
+    assert(this.#replaying, 'finishReplay twice');
+    for (let slot = 0; slot < this.#highWater; slot++) {
+      const state = this.#states[slot]!;
+      if (state !== StateCode.pending && state !== StateCode.delayed) continue;
+      const due = this.#runAts[slot]! <= now;
+      if (state === StateCode.delayed && due) this.#setState(slot, StateCode.pending);
+      if (state === StateCode.pending && !due) this.#setState(slot, StateCode.delayed);
+      (due ? this.#pending : this.#delayed).pushUnordered(slot);
+    }
+    this.#pending.heapify();
+    this.#delayed.heapify();
+    this.#replaying = false;
+    this.evictExpired(now);
+    verify(() => this.check());
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Internals
+
+  #pendingBefore(a: number, b: number): boolean {
+    const priorityA = this.#priorities[a]!;
+    const priorityB = this.#priorities[b]!;
+    if (priorityA !== priorityB) return priorityA > priorityB;
+    return this.#ids[a]! < this.#ids[b]!;
+  }
+
+  #delayedBefore(a: number, b: number): boolean {
+    const runAtA = this.#runAts[a]!;
+    const runAtB = this.#runAts[b]!;
+    if (runAtA !== runAtB) return runAtA < runAtB;
+    return this.#ids[a]! < this.#ids[b]!;
+  }
+
+  #enterWaiting(slot: number, runAt: number, now: number): void {
+    const due = runAt <= now;
+    this.#setState(slot, due ? StateCode.pending : StateCode.delayed);
+    if (!this.#replaying) (due ? this.#pending : this.#delayed).push(slot);
+  }
+
+  #finish(slot: number, state: typeof StateCode.completed | typeof StateCode.failed, finishedAt: number): void {
+    const id = this.#ids[slot]!;
+    this.#releaseKey(id);
+    this.#setState(slot, state);
+    const retained = state === StateCode.completed ? this.#completed : this.#failed;
+    const limit = state === StateCode.completed ? this.#retention.completed.count : this.#retention.failed.count;
+    retained.push(id, finishedAt);
+    while (retained.size > limit) this.#evictOldest(retained, state);
+  }
+
+  #evictOld(retained: RetainedJobs, state: StateCode, ageMs: number, now: number): void {
+    while (retained.size > 0 && retained.oldestFinishedAt() + ageMs <= now) this.#evictOldest(retained, state);
+  }
+
+  #evictOldest(retained: RetainedJobs, state: StateCode): void {
+    const id = retained.shift()!;
+    const slot = this.slotOf(id);
+    // A stale entry: the job was removed by a removed record after it finished.
+    if (slot === -1 || this.#states[slot] !== state) return;
+    this.#releaseSlot(slot);
+  }
+
+  #setState(slot: number, state: StateCode): void {
+    const from = this.#states[slot]! as StateCode;
+    if (from !== StateCode.none) this.#counts[stateName(from)]--;
+    this.#states[slot] = state;
+    if (state !== StateCode.none) this.#counts[stateName(state)]++;
+  }
+
+  #holdKey(id: number, key: string): void {
+    this.#idByKey.set(key, id);
+    this.#keyById.set(id, key);
+  }
+
+  #releaseKey(id: number): void {
+    const key = this.#keyById.get(id);
+    if (key === undefined) return;
+    this.#keyById.delete(id);
+    if (this.#idByKey.get(key) === id) this.#idByKey.delete(key);
+  }
+
+  #allocateSlot(id: number): number {
+    let slot: number;
+    if (this.#freeCount > 0) {
+      slot = this.#freeSlots[--this.#freeCount]!;
+    } else {
+      if (this.#highWater === this.#states.length) this.#growColumns();
+      slot = this.#highWater++;
+    }
+    this.#ids[slot] = id;
+    this.#slotById.set(id, slot);
+    return slot;
+  }
+
+  #releaseSlot(slot: number): void {
+    const id = this.#ids[slot]!;
+    this.#releaseKey(id);
+    this.#setState(slot, StateCode.none);
+    this.#slotById.delete(id);
+    if (this.#freeCount === this.#freeSlots.length) {
+      const grown = new Int32Array(this.#freeSlots.length * 2);
+      grown.set(this.#freeSlots);
+      this.#freeSlots = grown;
+    }
+    this.#freeSlots[this.#freeCount++] = slot;
+  }
+
+  #growColumns(): void {
+    const capacity = this.#states.length * 2;
+    this.#ids = grow(this.#ids, new Float64Array(capacity));
+    this.#priorities = grow(this.#priorities, new Int32Array(capacity));
+    this.#runAts = grow(this.#runAts, new Float64Array(capacity));
+    this.#locations = grow(this.#locations, new Float64Array(capacity));
+    this.#outcomeLocations = grow(this.#outcomeLocations, new Float64Array(capacity));
+    this.#states = grow(this.#states, new Uint8Array(capacity));
+    this.#stalls = grow(this.#stalls, new Uint16Array(capacity));
+    this.#attemptsMade = grow(this.#attemptsMade, new Uint32Array(capacity));
+  }
+
+  /** O(n): counters, heaps, keys and the id map agree with the state column. */
+  check(): void {
+    const seen = { pending: 0, delayed: 0, active: 0, completed: 0, failed: 0 };
+    let live = 0;
+    for (let slot = 0; slot < this.#highWater; slot++) {
+      const state = this.#states[slot]! as StateCode;
+      if (state === StateCode.none) continue;
+      live++;
+      seen[stateName(state)]++;
+      assert(this.#slotById.get(this.#ids[slot]!) === slot, `slot ${slot} not in the id map`);
+      assert(this.#ids[slot]! < this.#nextId, `job ${this.#ids[slot]} not below nextId ${this.#nextId}`);
+    }
+    assert(live === this.#slotById.size, `id map holds ${this.#slotById.size} jobs, columns ${live}`);
+    for (const name of STATE_NAMES) assert(seen[name] === this.#counts[name], `${name}: counted ${this.#counts[name]}, found ${seen[name]}`);
+    if (this.#replaying) return;
+    assert(this.#pending.size === seen.pending, 'pending heap size');
+    assert(this.#delayed.size === seen.delayed, 'delayed heap size');
+    this.#pending.check();
+    this.#delayed.check();
+    this.#pending.forEach((slot) => assert(this.#states[slot] === StateCode.pending, `pending heap holds slot ${slot}`));
+    this.#delayed.forEach((slot) => assert(this.#states[slot] === StateCode.delayed, `delayed heap holds slot ${slot}`));
+    for (const [key, id] of this.#idByKey) {
+      const state = this.#states[this.slotOf(id)];
+      assert(state === StateCode.pending || state === StateCode.delayed || state === StateCode.active, `key ${key} held by a finished job`);
+    }
+  }
+}
+
+const STATE_NAMES = ['pending', 'delayed', 'active', 'completed', 'failed'] as const;
+type StateName = (typeof STATE_NAMES)[number];
+
+export function stateName(state: StateCode): StateName {
+  assert(state !== StateCode.none, 'no name for a free slot');
+  return STATE_NAMES[state - 1]!;
+}
+
+function grow<T extends Float64Array | Int32Array | Uint8Array | Uint16Array | Uint32Array>(from: T, to: T): T {
+  to.set(from as never);
+  return to;
+}

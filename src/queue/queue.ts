@@ -1,0 +1,457 @@
+// Queue: the public job queue on top of one Log. It owns the lifecycle (open = replay the log
+// into the index, settle the jobs the last process left running; close = stop dispatching, wait
+// or release, close the log), enqueueing (encode, append, then index), reads (getJob, counts),
+// and hands running jobs to the Dispatcher. Semantics: docs/queue.md.
+import { EventEmitter } from 'node:events';
+import { assert, verify } from '../engine/assert.ts';
+import { Log, locationAfter } from '../engine/log.ts';
+import type { Durability } from '../engine/log.ts';
+import { ClosedError, PoisonedError, StalledError } from '../errors.ts';
+import { Dispatcher } from './dispatcher.ts';
+import { encodeData } from './job-data.ts';
+import { JobIndex, NO_LOCATION, stateName } from './job-index.ts';
+import {
+  RecordKind,
+  StateCode,
+  addedPart,
+  assertTransition,
+  decodeAdded,
+  decodeCompleted,
+  decodeFailed,
+  encodeAdded,
+  encodeFailed,
+  encodeStalled,
+  outcomePart,
+} from './job-records.ts';
+import { replayRecord } from './job-replay.ts';
+import { jobData, jobErrorOf, jobResultOf, jobView } from './job-view.ts';
+import type { EnqueueItem, Job, JobCounts, JobError, JobMap, JobOptions, Processor, ProcessorOptions } from './job.ts';
+import { PayloadCache } from './payload-cache.ts';
+import type { QueueEvents } from './queue-events.ts';
+import {
+  checkJobName,
+  resolveJobOptions,
+  resolveQueueOptions,
+  type QueueOptions,
+  type ResolvedJobOptions,
+  type ResolvedQueueOptions,
+} from './queue-options.ts';
+
+/** Options of `close()`. */
+export interface CloseOptions {
+  /**
+   * How long to wait for running jobs, in ms. When it passes, their signals are aborted (with a
+   * `ClosedError`) and they are released back to pending, to run again at the next open without
+   * counting a stall or an attempt; whatever they return later is discarded.
+   * @default wait as long as they run
+   */
+  readonly timeoutMs?: number | undefined;
+}
+
+/** Smallest maxRecordSize a queue accepts: every outcome record must fit (results are dropped if not). */
+const MIN_MAX_RECORD_SIZE = 1024;
+const DURABILITY_RANK: Record<Durability, number> = { none: 0, interval: 1, sync: 2 };
+
+/** An enqueue whose record is appended but not yet acknowledged: dedup must wait for it. */
+interface InflightKey {
+  readonly id: number;
+  readonly acknowledged: Promise<void>;
+}
+
+/** One job of an enqueue call, validated and encoded. */
+interface PreparedJob {
+  readonly name: string;
+  readonly options: ResolvedJobOptions;
+  readonly record: Buffer | undefined;
+  readonly id: number;
+}
+
+/**
+ * A persistent job queue in a directory. `J` maps job names to their data types, so
+ * `enqueue('email', data)` checks `data` against `J['email']` and processors receive a job
+ * union discriminated by `name`.
+ *
+ * @example
+ * ```ts
+ * const queue = await Queue.open<{ email: { to: string } }>('./jobs');
+ * queue.registerProcessor(async (job, signal) => sendMail(job.data.to, { signal }), { concurrency: 4 });
+ * await queue.enqueue('email', { to: 'a@example.com' }, { attempts: 3, backoff: { type: 'exponential', delayMs: 1000 } });
+ * ```
+ */
+export class Queue<J extends JobMap = Record<string, unknown>> extends EventEmitter<QueueEvents<J>> {
+  readonly #log: Log;
+  readonly #index: JobIndex;
+  readonly #options: ResolvedQueueOptions;
+  readonly #cache: PayloadCache;
+  readonly #dispatcher: Dispatcher;
+  readonly #inflightKeys = new Map<string, InflightKey>();
+  #status: 'open' | 'closing' | 'closed' = 'open';
+  #closing: Promise<void> | undefined;
+
+  private constructor(log: Log, index: JobIndex, options: ResolvedQueueOptions) {
+    super();
+    this.#log = log;
+    this.#index = index;
+    this.#options = options;
+    this.#cache = new PayloadCache(options.payloadCacheBytes);
+    this.#dispatcher = new Dispatcher({
+      log,
+      index,
+      cache: this.#cache,
+      events: this as unknown as EventEmitter<QueueEvents<JobMap>>,
+    });
+    log.on('poisoned', (error) => this.#dispatcher.fail(error));
+  }
+
+  /**
+   * Opens (creating if needed) the queue in `directory`: takes the directory lock, replays the
+   * log into memory, and settles the jobs a previous process left active: each goes back to
+   * pending with one more stall, or fails with a `StalledError` once past its `maxStalls`.
+   * @throws LockedError when another process or queue holds the directory.
+   * @throws CorruptionError for damage that is not a torn tail (see `repair`).
+   * @throws TypeError / RangeError for invalid options, before anything is written.
+   */
+  static async open<J extends JobMap = Record<string, unknown>>(directory: string, options?: QueueOptions): Promise<Queue<J>> {
+    const resolved = resolveQueueOptions(options);
+    const given = options ?? {};
+    if (given.maxRecordSize !== undefined && typeof given.maxRecordSize === 'number' && given.maxRecordSize < MIN_MAX_RECORD_SIZE) {
+      throw new RangeError(`maxRecordSize must be at least ${MIN_MAX_RECORD_SIZE} for a queue, got ${given.maxRecordSize}`);
+    }
+    const index = new JobIndex(resolved.retention);
+    const replayNow = Date.now();
+    const log = await Log.open(directory, {
+      durability: resolved.durability,
+      syncIntervalMs: given.syncIntervalMs,
+      segmentSize: given.segmentSize,
+      maxRecordSize: given.maxRecordSize,
+      maxBatchBytes: given.maxBatchBytes,
+      repair: given.repair,
+      lock: given.lock,
+      fileSystem: given.fileSystem,
+      onRecord: (payload, _lsn, location) => replayRecord(index, payload, location, replayNow, directory),
+    });
+    try {
+      await settleStalledJobs(log, index, resolved.durability);
+      index.finishReplay(Date.now());
+    } catch (error) {
+      await log.close().catch(() => undefined);
+      throw error;
+    }
+    const queue = new Queue<J>(log, index, resolved);
+    queue.#dispatcher.start();
+    return queue;
+  }
+
+  /** `'open'` until `close()` is called, `'closing'` while it runs, then `'closed'`. */
+  get status(): 'open' | 'closing' | 'closed' {
+    return this.#status;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Enqueue
+
+  /**
+   * Adds a job and resolves with its id once its record is as durable as `options.durability`
+   * (else the queue's) asks. With a `key` held by a pending, delayed or active job, adds
+   * nothing and resolves with that job's id.
+   * @throws TypeError / RangeError for an invalid name, data or options (nothing is written).
+   * @throws RecordTooLargeError when the encoded job exceeds `maxRecordSize` (nothing is written).
+   * @throws ClosedError after close(); PoisonedError after an I/O failure.
+   */
+  async enqueue<N extends keyof J & string>(name: N, data: J[N], options?: JobOptions): Promise<number> {
+    const ids = await this.#enqueue([{ name, data, options }]);
+    return ids[0]!;
+  }
+
+  /**
+   * Adds several jobs atomically: after a crash either all of them are in the queue or none.
+   * Resolves with their ids in order (a deduplicated item gets the id of the job holding its
+   * key, also when an earlier item of the same call holds it).
+   */
+  async enqueueMany(items: readonly EnqueueItem<J>[]): Promise<number[]> {
+    if (!Array.isArray(items)) throw new TypeError('enqueueMany takes an array');
+    return this.#enqueue(items as readonly EnqueueItem<JobMap>[]);
+  }
+
+  async #enqueue(items: readonly EnqueueItem<JobMap>[]): Promise<number[]> {
+    this.#assertAccepting();
+    const now = Date.now();
+    const validated = items.map((item) => this.#validate(item, now));
+    if (validated.length === 0) return [];
+    const prepared: PreparedJob[] = [];
+    const waits: Promise<void>[] = [];
+    const batchKeys = new Map<string, number>();
+    let durability: Durability | undefined;
+    for (const item of validated) {
+      const existing = this.#existingForKey(item.options.key, batchKeys, waits);
+      if (existing !== undefined) {
+        // The holder may have been acknowledged at a weaker durability than this call asks for.
+        if ((item.options.durability ?? this.#options.durability) === 'sync') waits.push(this.#log.sync());
+        prepared.push({ name: item.name, options: item.options, record: undefined, id: existing });
+        continue;
+      }
+      const id = this.#index.reserveId();
+      const record = encodeAdded({ ...item.options, id, name: item.name, data: item.data, createdAt: now });
+      if (item.options.key !== '') batchKeys.set(item.options.key, id);
+      prepared.push({ name: item.name, options: item.options, record, id });
+      durability = strongest(durability, item.options.durability ?? this.#options.durability);
+    }
+    const fresh = prepared.filter((job) => job.record !== undefined);
+    if (fresh.length > 0) waits.push(this.#appendAdded(fresh, durability));
+    await Promise.all(waits);
+    return prepared.map((job) => job.id);
+  }
+
+  #validate(item: EnqueueItem<JobMap>, now: number) {
+    if (typeof item !== 'object' || item === null) throw new TypeError('each item must be an object { name, data, options? }');
+    const name = checkJobName(item.name);
+    const options = resolveJobOptions(item.options, this.#options.defaults, now);
+    const data = encodeData(item.data);
+    return { name, options, data };
+  }
+
+  /** The id holding `key`, from this call, an unacknowledged enqueue (waited for) or the index. */
+  #existingForKey(key: string, batchKeys: Map<string, number>, waits: Promise<void>[]): number | undefined {
+    if (key === '') return undefined;
+    const inBatch = batchKeys.get(key);
+    if (inBatch !== undefined) return inBatch;
+    const inflight = this.#inflightKeys.get(key);
+    if (inflight !== undefined) {
+      waits.push(inflight.acknowledged);
+      return inflight.id;
+    }
+    return this.#index.idForKey(key);
+  }
+
+  /** Appends the added records (one record, or one atomic group) and indexes them once acknowledged. */
+  #appendAdded(jobs: PreparedJob[], durability: Durability | undefined): Promise<void> {
+    const records = jobs.map((job) => job.record!);
+    const options = durability === this.#options.durability ? undefined : { durability };
+    const appended = records.length === 1 ? this.#log.append(records[0]!, options) : this.#log.appendGroup(records, options);
+    const firstLocation = this.#log.lastLocation;
+    const acknowledged = appended.then(
+      () => this.#indexAdded(jobs, firstLocation),
+      (error: unknown) => {
+        for (const job of jobs) this.#releaseInflightKey(job);
+        throw error;
+      },
+    );
+    for (const job of jobs) {
+      if (job.options.key !== '') this.#inflightKeys.set(job.options.key, { id: job.id, acknowledged });
+    }
+    return acknowledged;
+  }
+
+  #indexAdded(jobs: PreparedJob[], firstLocation: number): void {
+    let location = firstLocation;
+    const now = Date.now();
+    for (const job of jobs) {
+      const record = job.record!;
+      assertTransition(RecordKind.added, StateCode.none, 0, 0);
+      this.#index.add(job.id, job.options.priority, job.options.runAt, location, job.options.key, now);
+      this.#releaseInflightKey(job);
+      this.#cache.offer(job.id, record);
+      location = locationAfter(location, record.length);
+    }
+    this.#dispatcher.pump();
+  }
+
+  #releaseInflightKey(job: PreparedJob): void {
+    const key = job.options.key;
+    if (key !== '' && this.#inflightKeys.get(key)?.id === job.id) this.#inflightKeys.delete(key);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Processors
+
+  /**
+   * Registers a processor for every job name and returns its id. Each processor runs up to
+   * `concurrency` jobs at once; several processors share the pending jobs round-robin.
+   * @throws ClosedError once close() was called.
+   */
+  registerProcessor(processor: Processor<J>, options?: ProcessorOptions): number {
+    this.#assertAccepting();
+    if (typeof processor !== 'function') throw new TypeError('processor must be a function');
+    let concurrency = 1;
+    if (options !== undefined) {
+      if (typeof options !== 'object' || options === null) throw new TypeError('processor options must be an object');
+      if (options.concurrency !== undefined) {
+        if (typeof options.concurrency !== 'number') throw new TypeError('concurrency must be a number');
+        if (!Number.isInteger(options.concurrency) || !(options.concurrency >= 1 && options.concurrency <= 1_000_000)) {
+          throw new RangeError(`concurrency must be an integer from 1 to 1000000, got ${options.concurrency}`);
+        }
+        concurrency = options.concurrency;
+      }
+    }
+    return this.#dispatcher.register(processor as Processor, concurrency);
+  }
+
+  /** Gives the processor no new jobs; the jobs it is running finish. False for an unknown id. */
+  unregisterProcessor(processorId: number): boolean {
+    return this.#dispatcher.unregister(processorId);
+  }
+
+  /** Stops handing out jobs (running jobs go on); enqueue still works. Not persisted. */
+  pause(): void {
+    this.#dispatcher.pause();
+  }
+
+  resume(): void {
+    this.#dispatcher.resume();
+  }
+
+  /** True between pause() and resume(). */
+  get paused(): boolean {
+    return this.#dispatcher.paused;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Reads
+
+  /**
+   * The job as it is now, or undefined when no such job is kept (never enqueued, or removed by
+   * retention). Reads its data (and result or error) back from the log unless cached.
+   * @throws ClosedError once closed.
+   */
+  async getJob(id: number): Promise<Job<J> | undefined> {
+    this.#assertNotClosed();
+    if (typeof id !== 'number') throw new TypeError(`job id must be a number, got ${typeof id}`);
+    const index = this.#index;
+    index.promoteDue(Date.now());
+    const slot = index.slotOf(id);
+    if (slot === -1) return undefined;
+    // Snapshot the index fields now: the job may move on while the reads below run.
+    const state = index.state(slot);
+    const attemptsMade = index.attemptsMade(slot);
+    const fields = { runAt: index.runAt(slot), stalls: index.stalls(slot) };
+    const location = index.location(slot);
+    const outcomeLocation = index.outcomeLocation(slot);
+    const cached = this.#cache.get(id);
+    const [addedPayload, outcomePayload] = await Promise.all([
+      cached ?? this.#log.read(location),
+      outcomeLocation === NO_LOCATION ? undefined : this.#log.read(outcomeLocation),
+    ]);
+    const added = decodeAdded(addedPart(addedPayload));
+    assert(added.id === id, `record of job ${added.id} read for job ${id}`);
+    let finishedAt: number | undefined;
+    let result: unknown;
+    let error: JobError | undefined;
+    const outcome = outcomePayload === undefined ? undefined : outcomePart(outcomePayload);
+    if (outcome !== undefined && outcome.length > 0) {
+      if (outcome[0] === RecordKind.completed) {
+        const completed = decodeCompleted(outcome);
+        finishedAt = completed.finishedAt;
+        result = jobResultOf(completed);
+      } else {
+        const failed = decodeFailed(outcome);
+        if (state === StateCode.failed) finishedAt = failed.finishedAt;
+        error = jobErrorOf(failed);
+      }
+    }
+    const job = jobView(added, jobData(added), {
+      state: stateName(state),
+      attempt: state === StateCode.active ? attemptsMade + 1 : attemptsMade,
+      ...fields,
+      finishedAt,
+      result,
+      error,
+    });
+    return job as Job<J>;
+  }
+
+  /** Jobs per state, from memory. @throws ClosedError once closed. */
+  counts(): JobCounts {
+    this.#assertNotClosed();
+    this.#index.promoteDue(Date.now());
+    return this.#index.counts();
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Lifecycle
+
+  /**
+   * Stops dispatching, waits for running jobs (up to `timeoutMs`, then releases them), writes
+   * everything out, fsyncs and releases the directory lock. Later calls return the same
+   * promise. Enqueues started before close() complete normally.
+   */
+  close(options?: CloseOptions): Promise<void> {
+    if (this.#closing === undefined) {
+      let timeoutMs: number | undefined;
+      try {
+        timeoutMs = closeTimeout(options);
+      } catch (error) {
+        return Promise.reject(error);
+      }
+      this.#closing = this.#close(timeoutMs);
+    }
+    return this.#closing;
+  }
+
+  async #close(timeoutMs: number | undefined): Promise<void> {
+    this.#status = 'closing';
+    try {
+      await this.#dispatcher.stop(timeoutMs);
+      verify(() => this.#index.check());
+      await this.#log.close();
+    } finally {
+      this.#status = 'closed';
+    }
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  #assertAccepting(): void {
+    if (this.#status !== 'open') throw new ClosedError('queue');
+    const failure = this.#log.poisonedBy;
+    if (failure !== undefined) throw new PoisonedError(failure);
+  }
+
+  #assertNotClosed(): void {
+    if (this.#status === 'closed') throw new ClosedError('queue');
+  }
+}
+
+function strongest(current: Durability | undefined, next: Durability): Durability {
+  return current === undefined || DURABILITY_RANK[next] > DURABILITY_RANK[current] ? next : current;
+}
+
+function closeTimeout(options: CloseOptions | undefined): number | undefined {
+  if (options === undefined) return undefined;
+  if (typeof options !== 'object' || options === null) throw new TypeError('close options must be an object');
+  if (options.timeoutMs === undefined) return undefined;
+  if (typeof options.timeoutMs !== 'number') throw new TypeError('timeoutMs must be a number');
+  if (!(options.timeoutMs >= 0)) throw new RangeError(`timeoutMs must be ≥ 0, got ${options.timeoutMs}`);
+  return options.timeoutMs;
+}
+
+/**
+ * After replay, the jobs still active are the ones the previous process was running when it
+ * died (a clean close leaves none: it waits for them or releases them). Each is a stall: back to
+ * pending with its stall count raised, or failed with a StalledError once past its maxStalls.
+ * The record is awaited at the queue's durability so the count survives another crash at once.
+ */
+async function settleStalledJobs(log: Log, index: JobIndex, durability: Durability): Promise<void> {
+  const slots = index.activeSlots();
+  if (slots.length === 0) return;
+  const now = Date.now();
+  const appends: Promise<void>[] = [];
+  for (const slot of slots) {
+    const id = index.id(slot);
+    const attempt = index.attemptsMade(slot) + 1;
+    const added = decodeAdded(addedPart(await log.read(index.location(slot))));
+    const stalls = index.stalls(slot) + 1;
+    if (stalls > added.maxStalls) {
+      assertTransition(RecordKind.failed, StateCode.active, attempt - 1, attempt);
+      const error = new StalledError(id, stalls);
+      appends.push(log.append(encodeFailed({ id, attempt, finishedAt: now, willRetry: false, retryAt: 0, stalled: true, error }), { durability }));
+      index.failed(slot, now, log.lastLocation, true);
+    } else {
+      assertTransition(RecordKind.stalled, StateCode.active, attempt - 1, attempt);
+      appends.push(log.append(encodeStalled(id, attempt, stalls), { durability }));
+      index.requeued(slot, stalls, now);
+    }
+  }
+  await Promise.all(appends);
+}
