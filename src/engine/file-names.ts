@@ -6,7 +6,7 @@
 //                                                        appender; >0: a compaction output)
 //   <segment name>.tmp                                  being built; deleted on open
 //   quarantine-<ms>-<segment name>                      bytes moved aside by `repair`
-//   LOCK                                                the directory lock
+//   LOCK, LOCK.break                                    the directory lock (and its stale-break guard)
 
 export const LOCK_FILE_NAME = 'LOCK';
 
@@ -33,7 +33,7 @@ export function quarantineFileName(original: string, nowMs: number): string {
 }
 
 export function parseFileName(name: string): ParsedFileName | undefined {
-  if (name === LOCK_FILE_NAME) return { kind: 'lock' };
+  if (name === LOCK_FILE_NAME || name === `${LOCK_FILE_NAME}.break`) return { kind: 'lock' };
   let match = SEGMENT_PATTERN.exec(name);
   if (match) return { kind: 'segment', baseLsn: Number(match[1]), generation: Number(match[2]) };
   match = TEMP_PATTERN.exec(name);

@@ -19,6 +19,12 @@ export interface FileHandle {
   read(buffer: Uint8Array, offset: number, length: number, position: number): Promise<number>;
   /** Writes `buffers` back to back at `position`; resolves with the count actually written. */
   writev(buffers: readonly Uint8Array[], position: number): Promise<number>;
+  /**
+   * Optional synchronous writev (same contract). The engine uses it only for batches that are
+   * not synced right after ('none'/'interval'), where a copy into the page cache is cheaper
+   * than a thread-pool round trip. It never blocks on a device flush.
+   */
+  writevSync?(buffers: readonly Uint8Array[], position: number): number;
   /** fdatasync: the written bytes and the file size are on stable storage when it resolves. */
   datasync(): Promise<void>;
   /** Sets the file's length (the change is durable only after datasync). */
@@ -67,6 +73,9 @@ class NodeFileHandle implements FileHandle {
   }
   writev(buffers: readonly Uint8Array[], position: number): Promise<number> {
     return promiseOf<number>((cb) => fs.writev(this.#fd, buffers as Uint8Array[], position, cb));
+  }
+  writevSync(buffers: readonly Uint8Array[], position: number): number {
+    return fs.writevSync(this.#fd, buffers as Uint8Array[], position);
   }
   datasync(): Promise<void> {
     return promiseOf<void>((cb) => fs.fdatasync(this.#fd, (error) => cb(error, undefined)));

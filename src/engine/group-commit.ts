@@ -66,6 +66,11 @@ export type CommitItem = Batch | Roll | Barrier;
 export interface CommitTarget {
   /** Writes `bytes` at the end of the active segment; rejects on an error or a short write. */
   write(bytes: Buffer, lastLsn: number): Promise<void>;
+  /**
+   * Writes synchronously if the active segment's handle can; returns false if it cannot.
+   * Throws on an error or a short write.
+   */
+  writeNow(bytes: Buffer, lastLsn: number): boolean;
   /** fdatasync of the active segment. */
   sync(): Promise<void>;
   /** Seals the active segment (SEAL record + fdatasync) and creates the next one durably. */
@@ -241,12 +246,18 @@ export class GroupCommit {
     }
     assert(offset === batch.sizeBytes, 'batch size matches its records');
     const lastLsn = batch.firstLsn + batch.payloads.length - 1;
-    await this.#target.write(bytes, lastLsn);
+    const syncNext = this.#mode === 'sync' || batch.forceSync;
+    // A batch that is not synced right after is copied into the page cache synchronously: the
+    // bytes are in the OS before anyone is told, and no thread-pool round trip is paid. The
+    // loop then yields a turn so timers and I/O are not starved by appends resolved in microtasks.
+    const wroteNow = !syncNext && this.#target.writeNow(bytes, lastLsn);
+    if (!wroteNow) await this.#target.write(bytes, lastLsn);
     this.batchCount++;
     this.writtenLsn = lastLsn;
     batch.written?.resolve();
-    if (this.#mode === 'sync' || batch.forceSync) await this.#sync();
+    if (syncNext) await this.#sync();
     batch.durable?.resolve();
+    if (wroteNow) await new Promise<void>((resolve) => setImmediate(resolve));
   }
 
   async #sync(): Promise<void> {

@@ -25,7 +25,7 @@ import { decodeRecordHeader, encodeRecordHeader, MAX_LSN, RECORD_HEADER_SIZE, Re
 import { packLocation, recoverDirectory } from './recovery.ts';
 import type { QuarantineReport, TruncatedTail } from './recovery.ts';
 import { readFully } from './segment-reader.ts';
-import { createSegment, createSegmentAside, encodeMarker, encodeSeal, publishSegment, writeAll } from './segment-writer.ts';
+import { createSegment, createSegmentAside, encodeMarker, encodeSeal, publishSegment, writeAll, writeAllSync } from './segment-writer.ts';
 import { SEGMENT_HEADER_SIZE } from './segment-header.ts';
 
 export type { Durability, LogOptions } from './log-options.ts';
@@ -148,6 +148,7 @@ export class Log extends EventEmitter<LogEvents> {
     this.#planOffset = active.sizeBytes;
     const target: CommitTarget = {
       write: (bytes, lastLsn) => this.#writeActive(bytes, lastLsn),
+      writeNow: (bytes, lastLsn) => this.#writeActiveNow(bytes, lastLsn),
       sync: () => this.#active.handle.datasync(),
       roll: (baseLsn, ordinal, durableLsn) => this.#roll(baseLsn, ordinal, durableLsn),
       poisoned: (error) => this.#onPoisoned(error),
@@ -504,6 +505,15 @@ export class Log extends EventEmitter<LogEvents> {
     active.sizeBytes += bytes.length;
     active.dataRecords += lastLsn - active.lastLsn;
     active.lastLsn = lastLsn;
+  }
+
+  #writeActiveNow(bytes: Buffer, lastLsn: number): boolean {
+    const active = this.#active;
+    if (!writeAllSync(active.handle, [bytes], active.sizeBytes)) return false;
+    active.sizeBytes += bytes.length;
+    active.dataRecords += lastLsn - active.lastLsn;
+    active.lastLsn = lastLsn;
+    return true;
   }
 
   async #roll(baseLsn: number, ordinal: number, durableLsn: number): Promise<void> {

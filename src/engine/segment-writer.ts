@@ -22,6 +22,23 @@ export async function writeAll(handle: FileHandle, buffers: readonly Uint8Array[
   return written;
 }
 
+/**
+ * Synchronous twin of writeAll, for handles that offer writevSync; returns false when the
+ * handle has none (the caller then writes asynchronously).
+ */
+export function writeAllSync(handle: FileHandle, buffers: readonly Uint8Array[], position: number): boolean {
+  if (handle.writevSync === undefined) return false;
+  let expected = 0;
+  for (const buffer of buffers) expected += buffer.length;
+  const written = handle.writevSync(buffers, position);
+  if (written !== expected) {
+    const error = new Error(`short write: ${written} of ${expected} bytes at offset ${position}`) as NodeJS.ErrnoException;
+    error.code = 'ESHORTWRITE';
+    throw error;
+  }
+  return true;
+}
+
 /** Creates the temp file of a segment and writes its header; the caller fills it, then publishes it. */
 export async function createSegmentAside(
   fs: FileSystem,

@@ -99,6 +99,7 @@ describe('file names', () => {
     expect(parseFileName(tempFileName(42, 0))).toEqual({ kind: 'temp', baseLsn: 42, generation: 0 });
     expect(parseFileName(quarantineFileName(segmentFileName(1, 0), 1700000000000))).toEqual({ kind: 'quarantine' });
     expect(parseFileName('LOCK')).toEqual({ kind: 'lock' });
+    expect(parseFileName('LOCK.break')).toEqual({ kind: 'lock' });
     expect(parseFileName('seg-1-0.log')).toBeUndefined();
     expect(parseFileName('notes.txt')).toBeUndefined();
   });
