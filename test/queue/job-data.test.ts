@@ -1,0 +1,36 @@
+// Job data encoding: JSON values and raw bytes round-trip; what JSON would silently change or
+// cannot carry is refused with a TypeError.
+import { describe, expect, it } from 'vitest';
+import { DataEncoding, decodeData, encodeData, encodeResult } from '../../src/queue/job-data.ts';
+
+describe('job data', () => {
+  it('round-trips JSON values, bytes (as a Buffer) and undefined', () => {
+    for (const value of [{ a: [1, 'x', null, true] }, 'text', 0, null, []]) {
+      const encoded = encodeData(value);
+      expect(encoded.encoding).toBe(DataEncoding.json);
+      expect(decodeData(encoded.encoding, encoded.bytes)).toEqual(value);
+    }
+    const bytes = encodeData(new Uint8Array([1, 2, 3]));
+    expect(bytes.encoding).toBe(DataEncoding.bytes);
+    const back = decodeData(bytes.encoding, bytes.bytes);
+    expect(Buffer.isBuffer(back)).toBe(true);
+    expect([...(back as Buffer)]).toEqual([1, 2, 3]);
+    const none = encodeData(undefined);
+    expect(decodeData(none.encoding, none.bytes)).toBeUndefined();
+  });
+
+  it('refuses BigInt, cycles, functions and symbols with a TypeError', () => {
+    const cycle: Record<string, unknown> = {};
+    cycle['self'] = cycle;
+    expect(() => encodeData({ n: 1n })).toThrow(TypeError);
+    expect(() => encodeData(cycle)).toThrow(TypeError);
+    expect(() => encodeData({ f: () => 1 })).toThrow(/function at key "f"/);
+    expect(() => encodeData([Symbol('s')])).toThrow(TypeError);
+    expect(() => encodeData(() => 1)).toThrow(/top level/);
+  });
+
+  it('stores no result instead of failing when a result cannot be serialised', () => {
+    expect(encodeResult({ n: 1n })).toBeUndefined();
+    expect(encodeResult(5)?.encoding).toBe(DataEncoding.json);
+  });
+});
