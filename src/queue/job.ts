@@ -53,7 +53,7 @@ interface JobFields<N extends string, D> {
   readonly finishedAt?: number | undefined;
   /** The processor's return value when it was JSON-serialisable (or bytes); completed jobs only. */
   readonly result?: unknown;
-  /** The error of the last failed attempt, if any. */
+  /** For a failed job, and for one waiting to retry: the error of its last failed attempt. */
   readonly error?: JobError | undefined;
 }
 
