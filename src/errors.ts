@@ -31,11 +31,14 @@ export class BleroError extends Error {
  * the damage and moves what follows into a quarantine file instead.
  */
 export class CorruptionError extends BleroError {
-  /** Path of the damaged file (or of the directory when a whole file is missing). */
+  /** Path of the damaged file. For a missing segment: the segment right after the gap. */
   readonly file: string;
-  /** Byte offset in `file` where the damage starts. */
+  /** Byte offset in `file` where the damage starts (0 for a missing segment or a bad header). */
   readonly offset: number;
-  /** Short machine-readable reason, for example `'record-crc'`, `'lsn-gap'`, `'bad-magic'`. */
+  /**
+   * Which recovery case applied: a key of RECOVERY_RULES in src/engine/recovery.ts, listed in
+   * docs/format.md (for example `'sealed-segment-damage'`, `'vouched-damage'`, `'lsn-gap'`).
+   */
   readonly reason: string;
   constructor(file: string, offset: number, reason: string, detail: string) {
     super(ErrorCode.corrupt, `${file} at offset ${offset}: ${detail} (${reason})`);
