@@ -14,7 +14,7 @@
 import * as fs from 'node:fs';
 import { join } from 'node:path';
 import type { BenchContext, Row } from './scenario.ts';
-import { MB, measure, nowNs, payloadOf, secondsSince } from './scenario.ts';
+import { MB, details, latencyText, measure, nowNs, payloadOf, roundsText, secondsSince } from './scenario.ts';
 
 const RECORD_SIZE = 100;
 const BATCH_RECORDS = 64;
@@ -63,7 +63,7 @@ async function appendSync(context: BenchContext): Promise<Row> {
     label: 'append 100 B + fdatasync, one at a time',
     value: result.rate,
     unit: 'ops/s',
-    detail: result.latencyMs ? `p50 ${result.latencyMs.p50.toFixed(3)} ms, p99 ${result.latencyMs.p99.toFixed(3)} ms` : '',
+    detail: details(roundsText(result), latencyText(result)),
     status: 'measured',
     data: { ops: result.ops, seconds: result.seconds },
   };
@@ -91,7 +91,7 @@ async function overwriteSync(context: BenchContext): Promise<Row> {
     label: 'overwrite 100 B + fdatasync, preallocated file',
     value: result.rate,
     unit: 'ops/s',
-    detail: result.latencyMs ? `p50 ${result.latencyMs.p50.toFixed(3)} ms, p99 ${result.latencyMs.p99.toFixed(3)} ms` : '',
+    detail: details(roundsText(result), latencyText(result)),
     status: 'measured',
     data: { ops: result.ops, seconds: result.seconds },
   };
@@ -113,7 +113,7 @@ async function batchSync(context: BenchContext): Promise<Row> {
     label: `append ${BATCH_RECORDS} × 100 B per writev + fdatasync`,
     value: result.rate * BATCH_RECORDS,
     unit: 'records/s',
-    detail: `${Math.round(result.rate).toLocaleString('en-US')} fdatasyncs/s`,
+    detail: details(`${Math.round(result.rate).toLocaleString('en-US')} fdatasyncs/s`, roundsText(result, BATCH_RECORDS)),
     status: 'measured',
     data: { syncs: result.ops, seconds: result.seconds },
   };

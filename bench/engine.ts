@@ -10,7 +10,7 @@ import { Log } from '../src/engine/log.ts';
 import type { Durability } from '../src/engine/log.ts';
 import { formatNumber } from './report.ts';
 import type { BenchContext, Row, Target, Throughput } from './scenario.ts';
-import { MB, nowNs, payloadOf, runFor, secondsSince } from './scenario.ts';
+import { MB, ROUNDS, details, latencyText, nowNs, payloadOf, roundsText, runFor, secondsSince } from './scenario.ts';
 
 const DURABILITIES: readonly Durability[] = ['sync', 'interval', 'none'];
 const RECORD_SIZES = [100, 4096] as const;
@@ -51,17 +51,15 @@ async function appendRow(context: BenchContext, durability: Durability, size: Re
     const append = (): Promise<void> => log.append(payload);
     await runFor({ durationMs: context.config.warmupMs, concurrency: writers }, append);
     const before = log.stats();
-    measured = await runFor({ durationMs: context.config.scenarioMs, concurrency: writers, latency: writers === 1 }, append);
+    measured = await runFor({ durationMs: context.config.scenarioMs, concurrency: writers, latency: writers === 1, rounds: ROUNDS }, append);
     syncs = log.stats().syncs - before.syncs;
   } finally {
     await log.close();
     await context.discard(directory);
   }
   const megabytesPerSecond = (measured.rate * size) / MB;
-  const details = [`${megabytesPerSecond.toFixed(1)} MB/s`];
-  if (measured.latencyMs) details.push(`p50 ${measured.latencyMs.p50.toFixed(3)} ms, p99 ${measured.latencyMs.p99.toFixed(3)} ms`);
   // In 'interval' and 'none' modes the few fdatasyncs come from the timer and from segment seals.
-  details.push(syncs > 0 ? `${formatNumber(measured.ops / syncs)} appends per fdatasync` : 'no fdatasync while measured');
+  const perSync = syncs > 0 ? `${formatNumber(measured.ops / syncs)} appends per fdatasync` : 'no fdatasync while measured';
   const target = appendTarget(durability, size, writers);
   return {
     section: 'engine',
@@ -69,7 +67,7 @@ async function appendRow(context: BenchContext, durability: Durability, size: Re
     label,
     value: measured.rate,
     unit: 'appends/s',
-    detail: details.join(', '),
+    detail: details(`${megabytesPerSecond.toFixed(1)} MB/s`, roundsText(measured), latencyText(measured), perSync),
     ratio: appendReference(durability, writers, megabytesPerSecond),
     ...(target === undefined ? {} : { target }),
     status: 'measured',

@@ -60,11 +60,11 @@ export interface Machine {
   readonly node: string;
   readonly platform: string;
   readonly directory: string;
-  /** 1-minute load average when the run started: other work on the machine skews every figure. */
-  readonly loadAverage: number;
+  /** 1-minute load averages when the run started and ended: other work on the machine skews every figure. */
+  readonly loadAverage: { readonly start: number; readonly end: number };
 }
 
-export function describeMachine(directory: string, loadAverage: number): Machine {
+export function describeMachine(directory: string, loadAverageAtStart: number): Machine {
   const cpus = os.cpus();
   return {
     cpu: cpus[0]?.model.trim() ?? 'unknown',
@@ -73,7 +73,7 @@ export function describeMachine(directory: string, loadAverage: number): Machine
     node: process.version,
     platform: `${os.platform()} ${os.release()} ${os.arch()}`,
     directory,
-    loadAverage,
+    loadAverage: { start: loadAverageAtStart, end: os.loadavg()[0] ?? Number.NaN },
   };
 }
 
@@ -160,7 +160,7 @@ export function renderReport(input: ReportInput): string {
     '',
     `- Machine: ${machine.cores} × ${machine.cpu}, ${machine.memoryGiB.toFixed(1)} GiB RAM, ${machine.platform}`,
     `- Node ${machine.node}; temp dir under ${machine.directory} (removed afterwards)`,
-    `- Load average (1 min) at start: ${machine.loadAverage.toFixed(2)}; the bench shares the disk and the cores with anything else running`,
+    `- Load average (1 min): ${machine.loadAverage.start.toFixed(2)} at start, ${machine.loadAverage.end.toFixed(2)} at the end; the bench shares the disk and cores with anything else running`,
     `- Each throughput scenario: ${config.warmupMs} ms warm-up, then ${config.scenarioMs} ms measured; MB = 10^6 bytes of payload`,
     `- Wall time: ${input.wallSeconds.toFixed(1)} s`,
   ];

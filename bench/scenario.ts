@@ -144,30 +144,41 @@ export interface Throughput {
   /** Operations completed (an operation may carry many records; the caller scales). */
   readonly ops: number;
   readonly seconds: number;
-  /** ops / seconds. */
+  /** ops / seconds over all rounds. */
   readonly rate: number;
+  /** ops / seconds of each round, in order: their spread shows how steady the machine was. */
+  readonly roundRates: readonly number[];
   /** Per-operation latency in ms, when asked for. */
   readonly latencyMs?: Summary | undefined;
 }
 
+/** Measured rounds per throughput scenario: enough to see noise, few enough to stay short. */
+export const ROUNDS = 3;
+
 export interface LoopOptions {
+  /** Total measured time, split evenly over the rounds. */
   readonly durationMs: number;
   /** Operations kept in flight: `concurrency` loops, each awaiting its own operation. @default 1 */
   readonly concurrency?: number;
   /** Record each operation's latency. Costs two clock reads per operation. @default false */
   readonly latency?: boolean;
+  /** Consecutive rounds, each reported on its own in `roundRates`. @default 1 */
+  readonly rounds?: number;
 }
 
 /**
- * Runs `op` in `concurrency` loops until `durationMs` has passed and every operation in flight
- * has settled; the time counted runs to that last settlement. The deadline is checked after
- * each operation, so no operation is cut short and none is counted twice.
+ * Runs `op` in `concurrency` loops until the round's time has passed and every operation in
+ * flight has settled; the time counted runs to that last settlement. The deadline is checked
+ * before each operation starts, so no operation is cut short and none is counted twice.
  */
-export async function runFor(options: LoopOptions, op: () => Promise<unknown>): Promise<Throughput> {
-  const concurrency = options.concurrency ?? 1;
-  const recorder = options.latency === true ? new SampleRecorder() : undefined;
+async function runRound(
+  durationMs: number,
+  concurrency: number,
+  recorder: SampleRecorder | undefined,
+  op: () => Promise<unknown>,
+): Promise<{ ops: number; seconds: number }> {
   const startNs = nowNs();
-  const deadlineNs = startNs + BigInt(Math.round(options.durationMs * 1e6));
+  const deadlineNs = startNs + BigInt(Math.round(durationMs * 1e6));
   let ops = 0;
   const loop = async (): Promise<void> => {
     for (;;) {
@@ -179,18 +190,58 @@ export async function runFor(options: LoopOptions, op: () => Promise<unknown>): 
     }
   };
   await Promise.all(Array.from({ length: concurrency }, loop));
-  const seconds = secondsSince(startNs);
-  return { ops, seconds, rate: ops / seconds, latencyMs: recorder?.summary() };
+  return { ops, seconds: secondsSince(startNs) };
 }
 
-/** A warm-up of `config.warmupMs`, not counted, then the measured `runFor`. */
+/** Runs `op` for `durationMs` in `rounds` back-to-back rounds; see runRound. */
+export async function runFor(options: LoopOptions, op: () => Promise<unknown>): Promise<Throughput> {
+  const concurrency = options.concurrency ?? 1;
+  const rounds = options.rounds ?? 1;
+  const recorder = options.latency === true ? new SampleRecorder() : undefined;
+  let ops = 0;
+  let seconds = 0;
+  const roundRates: number[] = [];
+  for (let round = 0; round < rounds; round++) {
+    const result = await runRound(options.durationMs / rounds, concurrency, recorder, op);
+    ops += result.ops;
+    seconds += result.seconds;
+    roundRates.push(result.ops / result.seconds);
+  }
+  return { ops, seconds, rate: ops / seconds, roundRates, latencyMs: recorder?.summary() };
+}
+
+/** A warm-up of `config.warmupMs`, not counted, then `config.scenarioMs` measured in ROUNDS rounds. */
 export async function measure(
   config: BenchConfig,
-  options: Omit<LoopOptions, 'durationMs'>,
+  options: Omit<LoopOptions, 'durationMs' | 'rounds'>,
   op: () => Promise<unknown>,
 ): Promise<Throughput> {
   await runFor({ ...options, durationMs: config.warmupMs, latency: false }, op);
-  return runFor({ ...options, durationMs: config.scenarioMs }, op);
+  return runFor({ ...options, durationMs: config.scenarioMs, rounds: ROUNDS }, op);
+}
+
+/** "rounds 4,100–5,300/s" (scaled by `perOp` records per operation), or '' for a single round. */
+export function roundsText(throughput: Throughput, perOp = 1): string {
+  if (throughput.roundRates.length < 2) return '';
+  const rates = throughput.roundRates.map((rate) => rate * perOp);
+  const low = Math.min(...rates);
+  const high = Math.max(...rates);
+  return `rounds ${formatCount(low)}–${formatCount(high)}/s`;
+}
+
+/** "p50 0.210 ms, p99 0.330 ms", or '' without latency samples. */
+export function latencyText(throughput: Throughput): string {
+  const latency = throughput.latencyMs;
+  return latency === undefined ? '' : `p50 ${latency.p50.toFixed(3)} ms, p99 ${latency.p99.toFixed(3)} ms`;
+}
+
+/** Joins the non-empty parts of a details cell. */
+export function details(...parts: readonly string[]): string {
+  return parts.filter((part) => part !== '').join(', ');
+}
+
+function formatCount(value: number): string {
+  return Math.round(value).toLocaleString('en-US');
 }
 
 /** Resolves when `condition()` holds, polling every `intervalMs`, or with false at the deadline. */

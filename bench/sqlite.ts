@@ -16,7 +16,7 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import type BetterSqlite3 from 'better-sqlite3';
 import type { BenchContext, Row } from './scenario.ts';
-import { describeError, measure, nowNs, secondsSince, unavailableRow } from './scenario.ts';
+import { describeError, details, latencyText, measure, nowNs, roundsText, secondsSince, unavailableRow } from './scenario.ts';
 import { BENCH_JOB_DATA, BENCH_JOB_NAME, ENQUEUE_BATCH_SIZE } from './workload.ts';
 
 type Database = BetterSqlite3.Database;
@@ -144,7 +144,7 @@ async function enqueueRow(context: BenchContext, loaded: Loaded, inFlight: 1 | 6
     label: inFlight === 1 ? 'enqueue, 1 awaited at a time' : 'enqueue, 64 in flight',
     value: result.rate,
     unit: 'jobs/s',
-    detail: result.latencyMs ? `p50 ${result.latencyMs.p50.toFixed(3)} ms, p99 ${result.latencyMs.p99.toFixed(3)} ms` : '',
+    detail: details(roundsText(result), latencyText(result)),
     ratio: { to: 'disk.append-sync' },
     status: 'measured',
     data: { jobs: result.ops, seconds: result.seconds },
@@ -163,6 +163,7 @@ async function enqueueBatchRow(context: BenchContext, loaded: Loaded): Promise<R
     label: `enqueue, transactions of ${ENQUEUE_BATCH_SIZE.toLocaleString('en-US')}`,
     value: result.rate * ENQUEUE_BATCH_SIZE,
     unit: 'jobs/s',
+    detail: roundsText(result, ENQUEUE_BATCH_SIZE),
     ratio: { to: 'disk.batch-sync' },
     status: 'measured',
     data: { batches: result.ops, seconds: result.seconds },
