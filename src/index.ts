@@ -18,6 +18,7 @@ export type {
   JobCounts,
   JobError,
   JobMap,
+  DefaultJobMap,
   JobOptions,
   JobState,
   Processor,

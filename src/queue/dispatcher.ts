@@ -31,7 +31,7 @@ import {
   type AddedRecord,
 } from './job-records.ts';
 import { jobData, jobView, withState } from './job-view.ts';
-import type { Job, JobError, JobMap, Processor } from './job.ts';
+import type { DefaultJobMap, Job, JobError, Processor } from './job.ts';
 import type { PayloadCache } from './payload-cache.ts';
 import type { QueueEvents } from './queue-events.ts';
 import { backoffDelayMs } from './retry-policy.ts';
@@ -41,7 +41,7 @@ export interface DispatcherHost {
   readonly log: Log;
   readonly index: JobIndex;
   readonly cache: PayloadCache;
-  readonly events: EventEmitter<QueueEvents<JobMap>>;
+  readonly events: EventEmitter<QueueEvents<DefaultJobMap>>;
 }
 
 interface ProcessorEntry {

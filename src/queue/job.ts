@@ -4,11 +4,15 @@
 import type { Durability } from '../engine/log.ts';
 
 /**
- * Maps each job name to the type of its data, e.g. `{ email: { to: string }; resize: Buffer }`.
+ * Maps each job name to the type of its data, e.g. `{ email: { to: string }; resize: Buffer }`
+ * (a type alias or an interface).
  * Data must be JSON-serialisable, or a `Uint8Array`/`Buffer` (stored as raw bytes and handed
  * back as a `Buffer`).
  */
-export type JobMap = Record<string, unknown>;
+export type JobMap = object;
+
+/** The map of a queue opened without one: any name, data of unknown type. */
+export type DefaultJobMap = Record<string, unknown>;
 
 /**
  * Where a job is in its life:
@@ -61,7 +65,7 @@ interface JobFields<N extends string, D> {
  * A job as `getJob` returns it and as a processor receives it: a union discriminated by `name`,
  * so `if (job.name === 'email') job.data.to` type-checks against the queue's {@link JobMap}.
  */
-export type Job<J extends JobMap = JobMap> = {
+export type Job<J extends JobMap = DefaultJobMap> = {
   [N in keyof J & string]: JobFields<N, J[N]>;
 }[keyof J & string];
 
@@ -121,7 +125,7 @@ export interface JobOptions {
 }
 
 /** One item of `enqueueMany`. */
-export type EnqueueItem<J extends JobMap = JobMap> = {
+export type EnqueueItem<J extends JobMap = DefaultJobMap> = {
   [N in keyof J & string]: { readonly name: N; readonly data: J[N]; readonly options?: JobOptions | undefined };
 }[keyof J & string];
 
@@ -132,7 +136,7 @@ export type EnqueueItem<J extends JobMap = JobMap> = {
  * `ClosedError` when `close({ timeoutMs })` gives up waiting: stop work and reject with
  * `signal.reason`.
  */
-export type Processor<J extends JobMap = JobMap> = (job: Job<J>, signal: AbortSignal) => unknown;
+export type Processor<J extends JobMap = DefaultJobMap> = (job: Job<J>, signal: AbortSignal) => unknown;
 
 export interface ProcessorOptions {
   /** Jobs this processor runs at the same time. A positive integer. @default 1 */

@@ -1,11 +1,11 @@
 // The events a Queue emits and their arguments, as the @types/node typed EventEmitter map.
-import type { Job, JobMap } from './job.ts';
+import type { DefaultJobMap, Job, JobMap } from './job.ts';
 
 /**
  * Events of a `Queue<J>`. Every job event fires after the record of the change has reached the
  * OS (not necessarily the disk), in log order.
  */
-export type QueueEvents<J extends JobMap = JobMap> = {
+export type QueueEvents<J extends JobMap = DefaultJobMap> = {
   /** A job was handed to a processor (its started record is written). `job.state` is `'active'`. */
   active: [job: Job<J>];
   /** A processor returned: `result` is its return value as returned (getJob later shows the stored copy). */

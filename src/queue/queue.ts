@@ -25,7 +25,7 @@ import {
 } from './job-records.ts';
 import { replayRecord } from './job-replay.ts';
 import { jobData, jobErrorOf, jobResultOf, jobView } from './job-view.ts';
-import type { EnqueueItem, Job, JobCounts, JobError, JobMap, JobOptions, Processor, ProcessorOptions } from './job.ts';
+import type { DefaultJobMap, EnqueueItem, Job, JobCounts, JobError, JobMap, JobOptions, Processor, ProcessorOptions } from './job.ts';
 import { PayloadCache } from './payload-cache.ts';
 import type { QueueEvents } from './queue-events.ts';
 import {
@@ -78,7 +78,7 @@ interface PreparedJob {
  * await queue.enqueue('email', { to: 'a@example.com' }, { attempts: 3, backoff: { type: 'exponential', delayMs: 1000 } });
  * ```
  */
-export class Queue<J extends JobMap = Record<string, unknown>> extends EventEmitter<QueueEvents<J>> {
+export class Queue<J extends JobMap = DefaultJobMap> extends EventEmitter<QueueEvents<J>> {
   readonly #log: Log;
   readonly #index: JobIndex;
   readonly #options: ResolvedQueueOptions;
@@ -98,7 +98,7 @@ export class Queue<J extends JobMap = Record<string, unknown>> extends EventEmit
       log,
       index,
       cache: this.#cache,
-      events: this as unknown as EventEmitter<QueueEvents<JobMap>>,
+      events: this as unknown as EventEmitter<QueueEvents<DefaultJobMap>>,
     });
     log.on('poisoned', (error) => this.#dispatcher.fail(error));
   }
@@ -111,7 +111,7 @@ export class Queue<J extends JobMap = Record<string, unknown>> extends EventEmit
    * @throws CorruptionError for damage that is not a torn tail (see `repair`).
    * @throws TypeError / RangeError for invalid options, before anything is written.
    */
-  static async open<J extends JobMap = Record<string, unknown>>(directory: string, options?: QueueOptions): Promise<Queue<J>> {
+  static async open<J extends JobMap = DefaultJobMap>(directory: string, options?: QueueOptions): Promise<Queue<J>> {
     const resolved = resolveQueueOptions(options);
     const given = options ?? {};
     if (given.maxRecordSize !== undefined && typeof given.maxRecordSize === 'number' && given.maxRecordSize < MIN_MAX_RECORD_SIZE) {
@@ -170,10 +170,10 @@ export class Queue<J extends JobMap = Record<string, unknown>> extends EventEmit
    */
   async enqueueMany(items: readonly EnqueueItem<J>[]): Promise<number[]> {
     if (!Array.isArray(items)) throw new TypeError('enqueueMany takes an array');
-    return this.#enqueue(items as readonly EnqueueItem<JobMap>[]);
+    return this.#enqueue(items as readonly EnqueueItem<DefaultJobMap>[]);
   }
 
-  async #enqueue(items: readonly EnqueueItem<JobMap>[]): Promise<number[]> {
+  async #enqueue(items: readonly EnqueueItem<DefaultJobMap>[]): Promise<number[]> {
     this.#assertAccepting();
     const now = Date.now();
     const validated = items.map((item) => this.#validate(item, now));
@@ -202,7 +202,7 @@ export class Queue<J extends JobMap = Record<string, unknown>> extends EventEmit
     return prepared.map((job) => job.id);
   }
 
-  #validate(item: EnqueueItem<JobMap>, now: number) {
+  #validate(item: EnqueueItem<DefaultJobMap>, now: number) {
     if (typeof item !== 'object' || item === null) throw new TypeError('each item must be an object { name, data, options? }');
     const name = checkJobName(item.name);
     const options = resolveJobOptions(item.options, this.#options.defaults, now);
@@ -270,7 +270,7 @@ export class Queue<J extends JobMap = Record<string, unknown>> extends EventEmit
    * @throws ClosedError once close() was called.
    */
   registerProcessor(processor: Processor<J>, options?: ProcessorOptions): number {
-    this.#assertAccepting();
+    if (this.#status !== 'open') throw new ClosedError('queue');
     if (typeof processor !== 'function') throw new TypeError('processor must be a function');
     let concurrency = 1;
     if (options !== undefined) {
