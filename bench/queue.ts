@@ -8,6 +8,7 @@
 // A drain counts until the queue is drained *and* close() has resolved: completions do not wait
 // for their fsync, and close() syncs them, so the measured time covers durable completions.
 import { once } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
@@ -99,10 +100,12 @@ async function drainRow(context: BenchContext, concurrency: 1 | 16): Promise<Row
       completed++;
     });
     const drainedEvent = once(queue, 'drained').then(() => true);
+    const timeLimit = new AbortController();
+    const timedOut = sleep(drainMaxMs, false, { signal: timeLimit.signal }).catch(() => false);
     const startNs = nowNs();
-    const deadlineNs = startNs + BigInt(drainMaxMs) * 1_000_000n;
     queue.registerProcessor(async () => undefined, { concurrency });
-    drained = await Promise.race([drainedEvent, waitUntil(() => false, deadlineNs, 50)]);
+    drained = await Promise.race([drainedEvent, timedOut]);
+    timeLimit.abort();
     await queue.close();
     seconds = secondsSince(startNs);
   } finally {
@@ -156,7 +159,7 @@ async function startLatencyRow(context: BenchContext): Promise<Row> {
       });
       pending.add(enqueue);
     }, LIGHT_LOAD_INTERVAL_MS);
-    await waitUntil(() => false, runStartNs + BigInt(durationMs) * 1_000_000n, 50);
+    await sleep(durationMs);
     clearInterval(timer);
     loopDelay.disable();
     const loadSeconds = secondsSince(runStartNs);

@@ -150,6 +150,8 @@ export interface ReportInput {
   readonly rows: readonly Row[];
   readonly notes: ReadonlyMap<Section, readonly string[]>;
   readonly wallSeconds: number;
+  /** Git commit of the code measured, when known. */
+  readonly revision: string | undefined;
 }
 
 export function renderReport(input: ReportInput): string {
@@ -159,7 +161,7 @@ export function renderReport(input: ReportInput): string {
     `# blero bench (${config.full ? 'full' : 'quick'} mode)`,
     '',
     `- Machine: ${machine.cores} × ${machine.cpu}, ${machine.memoryGiB.toFixed(1)} GiB RAM, ${machine.platform}`,
-    `- Node ${machine.node}; temp dir under ${machine.directory} (removed afterwards)`,
+    `- Node ${machine.node}; blero at ${input.revision ?? 'an unknown revision'}; temp dir under ${machine.directory} (removed afterwards)`,
     `- Load average (1 min): ${machine.loadAverage.start.toFixed(2)} at start, ${machine.loadAverage.end.toFixed(2)} at the end; the bench shares the disk and cores with anything else running`,
     `- Each throughput scenario: ${config.warmupMs} ms warm-up, then ${config.scenarioMs} ms measured; MB = 10^6 bytes of payload`,
     `- Wall time: ${input.wallSeconds.toFixed(1)} s`,

@@ -7,6 +7,7 @@
 // A group whose target module (the Log, the Queue) does not exist yet is skipped with a note;
 // a group that fails is reported as failed and the exit code is 1. Missed targets do not change
 // the exit code: they are findings, printed in the table.
+import { execFileSync } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import * as os from 'node:os';
 import { join, resolve } from 'node:path';
@@ -107,6 +108,18 @@ function parseOptions(): { full: boolean; only: Set<GroupName>; json?: string; d
   return values.json === undefined ? options : { ...options, json: resolve(values.json) };
 }
 
+/** The commit the bench ran on, so two reports can be matched to code; undefined outside git. */
+function describeRevision(): string | undefined {
+  try {
+    const run = (...args: string[]): string => execFileSync('git', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    const commit = run('rev-parse', '--short', 'HEAD');
+    const dirty = run('status', '--porcelain', '--untracked-files=no', '--', 'src', 'bench') !== '';
+    return dirty ? `${commit} with uncommitted changes in src/ or bench/` : commit;
+  } catch {
+    return undefined;
+  }
+}
+
 async function main(): Promise<number> {
   let options: ReturnType<typeof parseOptions>;
   try {
@@ -122,6 +135,7 @@ async function main(): Promise<number> {
   const config = options.full ? FULL : QUICK;
   const startedNs = nowNs();
   const loadAverage = os.loadavg()[0] ?? Number.NaN;
+  const revision = describeRevision();
   const root = await mkdtemp(join(options.dir, 'blero-bench-'));
   const removeRoot = (): void => {
     void rm(root, { recursive: true, force: true });
@@ -161,9 +175,9 @@ async function main(): Promise<number> {
 
   const machine = describeMachine(options.dir, loadAverage);
   const wallSeconds = secondsSince(startedNs);
-  process.stdout.write(renderReport({ machine, config, rows, notes, wallSeconds }));
+  process.stdout.write(renderReport({ machine, config, rows, notes, wallSeconds, revision }));
   if (options.json !== undefined) {
-    const json = { machine, config, wallSeconds, notes: Object.fromEntries(notes), rows };
+    const json = { machine, revision, config, wallSeconds, notes: Object.fromEntries(notes), rows };
     // NaN is not JSON: skipped rows get null.
     await writeFile(options.json, `${JSON.stringify(json, (_key, value: unknown) => (typeof value === 'number' && !Number.isFinite(value) ? null : value), 2)}\n`);
   }
