@@ -5,13 +5,24 @@
 export const DataEncoding = { json: 0, bytes: 1, undefined: 2 } as const;
 export type DataEncoding = (typeof DataEncoding)[keyof typeof DataEncoding];
 
+/** Data ready to be written into a record: JSON text (written as UTF-8 in place) or raw bytes. */
 export interface EncodedData {
   readonly encoding: DataEncoding;
-  /** UTF-8 JSON, raw bytes, or empty. */
+  /** The JSON text, or '' for bytes and undefined. */
+  readonly text: string;
+  /** The raw bytes, or undefined for JSON and undefined. */
+  readonly bytes: Uint8Array | undefined;
+  /** Bytes the data takes in the record. */
+  readonly byteLength: number;
+}
+
+/** Data as read back from a record: a view of its bytes. */
+export interface StoredData {
+  readonly encoding: DataEncoding;
   readonly bytes: Uint8Array;
 }
 
-const EMPTY = new Uint8Array(0);
+const NO_DATA: EncodedData = { encoding: DataEncoding.undefined, text: '', bytes: undefined, byteLength: 0 };
 
 // JSON.stringify drops functions and symbols silently (and turns a top-level one into
 // undefined); a job whose data quietly lost a field would be worse than a refused enqueue.
@@ -28,16 +39,24 @@ function refuseNonJson(this: unknown, key: string, value: unknown): unknown {
  * itself throws for the first two). `what` names the value in messages.
  */
 export function encodeData(value: unknown, what = 'data'): EncodedData {
-  if (value === undefined) return { encoding: DataEncoding.undefined, bytes: EMPTY };
-  if (value instanceof Uint8Array) return { encoding: DataEncoding.bytes, bytes: value };
+  if (value === undefined) return NO_DATA;
+  if (value instanceof Uint8Array) return { encoding: DataEncoding.bytes, text: '', bytes: value, byteLength: value.length };
   let text: string;
   try {
-    text = JSON.stringify(value, refuseNonJson);
+    // Primitives cannot hide a function or a symbol: skip the replacer's per-key call for them.
+    text = typeof value === 'object' ? JSON.stringify(value, refuseNonJson) : JSON.stringify(value);
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
     throw new TypeError(`${what} is not JSON-serialisable: ${reason}`, { cause: error });
   }
-  return { encoding: DataEncoding.json, bytes: Buffer.from(text, 'utf8') };
+  if (text === undefined) throw new TypeError(`${what} is not JSON-serialisable: ${typeof value} at the top level`);
+  return { encoding: DataEncoding.json, text, bytes: undefined, byteLength: Buffer.byteLength(text, 'utf8') };
+}
+
+/** Writes `data` at `offset` of `target`, which has room for data.byteLength bytes. */
+export function writeData(target: Buffer, offset: number, data: EncodedData): void {
+  if (data.bytes !== undefined) target.set(data.bytes, offset);
+  else if (data.byteLength > 0) target.write(data.text, offset, data.byteLength, 'utf8');
 }
 
 /**

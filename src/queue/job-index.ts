@@ -8,7 +8,7 @@
 // Two modes: while replaying, state changes only set columns (a started record can name a job
 // deep inside the heap); finishReplay() then builds both heaps in O(n). After that, every
 // change keeps the heaps current and dispatch is O(log n).
-import { assert, verify } from '../engine/assert.ts';
+import { assert, verify, verifyEnabled } from '../engine/assert.ts';
 import { StateCode } from './job-records.ts';
 import { RetainedJobs } from './retained-jobs.ts';
 import { SlotHeap } from './slot-heap.ts';
@@ -58,7 +58,8 @@ export class JobIndex {
 
   #replaying = true;
   #nextId = 1;
-  #counts = { pending: 0, delayed: 0, active: 0, completed: 0, failed: 0 };
+  /** Jobs per state, indexed by StateCode (index 0, free slots, is not kept up to date). */
+  readonly #counts = new Float64Array(6);
 
   constructor(retention: Retention) {
     this.#retention = retention;
@@ -127,16 +128,23 @@ export class JobIndex {
   }
 
   counts(): JobCounts {
-    return { ...this.#counts };
+    const counts = this.#counts;
+    return {
+      pending: counts[StateCode.pending]!,
+      delayed: counts[StateCode.delayed]!,
+      active: counts[StateCode.active]!,
+      completed: counts[StateCode.completed]!,
+      failed: counts[StateCode.failed]!,
+    };
   }
 
   /** Pending jobs a processor could take now. */
   get pendingCount(): number {
-    return this.#counts.pending;
+    return this.#counts[StateCode.pending]!;
   }
 
   get activeCount(): number {
-    return this.#counts.active;
+    return this.#counts[StateCode.active]!;
   }
 
   // -------------------------------------------------------------------------------------------
@@ -145,7 +153,8 @@ export class JobIndex {
 
   /** A new job (added record). Returns its slot. */
   add(id: number, priority: number, runAt: number, location: number, key: string, now: number): number {
-    assert(!this.#slotById.has(id), `job ${id} added twice`);
+    // Replay checks that added ids increase and enqueue takes fresh ids: a duplicate is a bug.
+    if (verifyEnabled) assert(!this.#slotById.has(id), `job ${id} added twice`);
     const slot = this.#allocateSlot(id);
     this.#priorities[slot] = priority;
     this.#runAts[slot] = runAt;
@@ -357,10 +366,10 @@ export class JobIndex {
   }
 
   #setState(slot: number, state: StateCode): void {
-    const from = this.#states[slot]! as StateCode;
-    if (from !== StateCode.none) this.#counts[stateName(from)]--;
+    const counts = this.#counts;
+    counts[this.#states[slot]!]!--;
     this.#states[slot] = state;
-    if (state !== StateCode.none) this.#counts[stateName(state)]++;
+    counts[state]!++;
   }
 
   #holdKey(id: number, key: string): void {
@@ -426,7 +435,8 @@ export class JobIndex {
       assert(this.#ids[slot]! < this.#nextId, `job ${this.#ids[slot]} not below nextId ${this.#nextId}`);
     }
     assert(live === this.#slotById.size, `id map holds ${this.#slotById.size} jobs, columns ${live}`);
-    for (const name of STATE_NAMES) assert(seen[name] === this.#counts[name], `${name}: counted ${this.#counts[name]}, found ${seen[name]}`);
+    const counted = this.counts();
+    for (const name of STATE_NAMES) assert(seen[name] === counted[name], `${name}: counted ${counted[name]}, found ${seen[name]}`);
     if (this.#replaying) return;
     assert(this.#pending.size === seen.pending, 'pending heap size');
     assert(this.#delayed.size === seen.delayed, 'delayed heap size');

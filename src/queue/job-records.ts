@@ -24,7 +24,7 @@
 // reading the old kinds.
 import { assert } from '../engine/assert.ts';
 import { BackoffType, type BackoffPolicy } from './retry-policy.ts';
-import type { DataEncoding, EncodedData } from './job-data.ts';
+import { writeData, type DataEncoding, type EncodedData, type StoredData } from './job-data.ts';
 
 export const RecordKind = {
   added: 1,
@@ -103,7 +103,7 @@ export interface CompletedRecord {
   readonly attempt: number;
   readonly finishedAt: number;
   /** undefined when the result could not be stored. */
-  readonly result: EncodedData | undefined;
+  readonly result: StoredData | undefined;
 }
 
 export interface FailedRecord {
@@ -170,44 +170,50 @@ function allocRecord(kind: RecordKind, flags: number, id: number, size: number):
 // ---------------------------------------------------------------------------------------------
 // added
 
-export interface AddedFields {
-  readonly id: number;
+/** A job's options as an added record stores them. */
+export interface AddedOptions {
   readonly priority: number;
-  readonly runAt: number;
-  readonly createdAt: number;
   readonly maxAttempts: number;
+  /** 0 means no timeout. */
   readonly timeoutMs: number;
   readonly maxStalls: number;
   readonly backoff: BackoffPolicy;
-  readonly name: string;
+  /** '' means no key. */
   readonly key: string;
-  readonly data: EncodedData;
 }
 
-export function encodeAdded(fields: AddedFields): Buffer {
-  const nameBytes = Buffer.byteLength(fields.name, 'utf8');
-  const keyBytes = fields.key === '' ? 0 : Buffer.byteLength(fields.key, 'utf8');
+export function encodeAdded(
+  id: number,
+  name: string,
+  createdAt: number,
+  runAt: number,
+  options: AddedOptions,
+  data: EncodedData,
+): Buffer {
+  const nameBytes = Buffer.byteLength(name, 'utf8');
+  const keyBytes = options.key === '' ? 0 : Buffer.byteLength(options.key, 'utf8');
   assert(nameBytes >= 1 && nameBytes <= MAX_NAME_BYTES, `name of ${nameBytes} bytes`);
   assert(keyBytes <= MAX_KEY_BYTES, `key of ${keyBytes} bytes`);
-  const flags = fields.data.encoding | (fields.backoff.type === BackoffType.exponential ? FLAG_EXPONENTIAL : 0);
-  const size = ADDED_HEADER_SIZE + nameBytes + keyBytes + fields.data.bytes.length;
-  const buffer = allocRecord(RecordKind.added, flags, fields.id, size);
-  buffer.writeInt32LE(fields.priority, 8);
-  buffer.writeDoubleLE(fields.runAt, 12);
-  buffer.writeDoubleLE(fields.createdAt, 20);
-  buffer.writeUInt32LE(fields.maxAttempts, 28);
-  buffer.writeUInt32LE(fields.timeoutMs, 32);
-  buffer.writeUInt16LE(fields.maxStalls, 36);
+  const backoff = options.backoff;
+  const flags = data.encoding | (backoff.type === BackoffType.exponential ? FLAG_EXPONENTIAL : 0);
+  const size = ADDED_HEADER_SIZE + nameBytes + keyBytes + data.byteLength;
+  const buffer = allocRecord(RecordKind.added, flags, id, size);
+  buffer.writeInt32LE(options.priority, 8);
+  buffer.writeDoubleLE(runAt, 12);
+  buffer.writeDoubleLE(createdAt, 20);
+  buffer.writeUInt32LE(options.maxAttempts, 28);
+  buffer.writeUInt32LE(options.timeoutMs, 32);
+  buffer.writeUInt16LE(options.maxStalls, 36);
   buffer[38] = nameBytes;
   buffer[39] = 0;
   buffer.writeUInt16LE(keyBytes, 40);
-  buffer.writeDoubleLE(fields.backoff.delayMs, 42);
-  buffer.writeDoubleLE(fields.backoff.jitter, 50);
-  buffer.writeDoubleLE(fields.backoff.maxDelayMs, 58);
+  buffer.writeDoubleLE(backoff.delayMs, 42);
+  buffer.writeDoubleLE(backoff.jitter, 50);
+  buffer.writeDoubleLE(backoff.maxDelayMs, 58);
   let offset = ADDED_HEADER_SIZE;
-  offset += buffer.write(fields.name, offset, nameBytes, 'utf8');
-  if (keyBytes > 0) offset += buffer.write(fields.key, offset, keyBytes, 'utf8');
-  buffer.set(fields.data.bytes, offset);
+  offset += buffer.write(name, offset, nameBytes, 'utf8');
+  if (keyBytes > 0) offset += buffer.write(options.key, offset, keyBytes, 'utf8');
+  writeData(buffer, offset, data);
   return buffer;
 }
 
@@ -297,11 +303,11 @@ export function encodeMeta(nextId: number): Buffer {
 
 export function encodeCompleted(id: number, attempt: number, finishedAt: number, result: EncodedData | undefined): Buffer {
   const flags = result === undefined ? 0 : result.encoding | FLAG_HAS_RESULT;
-  const resultBytes = result === undefined ? 0 : result.bytes.length;
+  const resultBytes = result === undefined ? 0 : result.byteLength;
   const buffer = allocRecord(RecordKind.completed, flags, id, COMPLETED_HEADER_SIZE + resultBytes);
   buffer.writeUInt32LE(attempt, 8);
   buffer.writeDoubleLE(finishedAt, 12);
-  if (result !== undefined) buffer.set(result.bytes, COMPLETED_HEADER_SIZE);
+  if (result !== undefined) writeData(buffer, COMPLETED_HEADER_SIZE, result);
   return buffer;
 }
 

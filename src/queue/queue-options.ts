@@ -4,7 +4,7 @@ import type { Durability } from '../engine/log.ts';
 import type { FileSystem } from '../engine/file-system.ts';
 import type { Backoff, JobOptions } from './job.ts';
 import type { Retention, RetentionLimits } from './job-index.ts';
-import { MAX_KEY_BYTES, MAX_NAME_BYTES } from './job-records.ts';
+import { MAX_KEY_BYTES, MAX_NAME_BYTES, type AddedOptions } from './job-records.ts';
 import { BackoffType, MAX_BACKOFF_MS, NO_BACKOFF, type BackoffPolicy } from './retry-policy.ts';
 
 /** How many finished jobs to keep: a count, or a count and/or an age in ms. */
@@ -60,26 +60,19 @@ export interface QueueOptions {
   readonly fileSystem?: FileSystem | undefined;
 }
 
-export interface ResolvedJobDefaults {
-  readonly priority: number;
-  readonly maxAttempts: number;
-  readonly backoff: BackoffPolicy;
-  readonly timeoutMs: number;
-  readonly maxStalls: number;
+/** A job's options after defaults and validation, ready to encode. */
+export interface ResolvedJobOptions extends AddedOptions {
+  /** undefined: due at once (the enqueue time). */
+  readonly runAt: number | undefined;
+  readonly durability: Durability | undefined;
 }
 
 export interface ResolvedQueueOptions {
   readonly durability: Durability;
-  readonly defaults: ResolvedJobDefaults;
+  /** What a job without options gets; shared, so an enqueue without options allocates none. */
+  readonly jobDefaults: ResolvedJobOptions;
   readonly retention: Retention;
   readonly payloadCacheBytes: number;
-}
-
-/** A job's options after defaults and validation, ready to encode. */
-export interface ResolvedJobOptions extends ResolvedJobDefaults {
-  readonly runAt: number;
-  readonly key: string;
-  readonly durability: Durability | undefined;
 }
 
 export const DEFAULT_KEEP_JOBS = 1000;
@@ -170,13 +163,15 @@ function checkKeepJobs(value: unknown, what: string): RetentionLimits {
 // ---------------------------------------------------------------------------------------------
 // Queue options
 
-function resolveDefaults(value: unknown): ResolvedJobDefaults {
+function resolveDefaults(value: unknown): ResolvedJobOptions {
+  const base = { runAt: undefined, key: '', durability: undefined };
   if (value === undefined) {
-    return { priority: 0, maxAttempts: 1, backoff: NO_BACKOFF, timeoutMs: 0, maxStalls: DEFAULT_MAX_STALLS };
+    return { ...base, priority: 0, maxAttempts: 1, backoff: NO_BACKOFF, timeoutMs: 0, maxStalls: DEFAULT_MAX_STALLS };
   }
   checkObject(value, 'defaultJobOptions');
   const options = value as DefaultJobOptions;
   return {
+    ...base,
     priority: options.priority === undefined ? 0 : checkInteger(options.priority, 'defaultJobOptions.priority', INT32_MIN, INT32_MAX),
     maxAttempts: options.attempts === undefined ? 1 : checkInteger(options.attempts, 'defaultJobOptions.attempts', 1, MAX_ATTEMPTS_LIMIT),
     backoff: options.backoff === undefined ? NO_BACKOFF : checkBackoff(options.backoff, 'defaultJobOptions.backoff'),
@@ -192,7 +187,7 @@ export function resolveQueueOptions(options: QueueOptions | undefined): Resolved
   checkObject(options, 'options');
   return {
     durability: options.durability === undefined ? 'sync' : checkDurability(options.durability),
-    defaults: resolveDefaults(options.defaultJobOptions),
+    jobDefaults: resolveDefaults(options.defaultJobOptions),
     retention: {
       completed: checkKeepJobs(options.removeOnComplete, 'removeOnComplete'),
       failed: checkKeepJobs(options.removeOnFail, 'removeOnFail'),
@@ -207,21 +202,22 @@ export function resolveQueueOptions(options: QueueOptions | undefined): Resolved
 // ---------------------------------------------------------------------------------------------
 // Job options
 
-function resolveRunAt(options: JobOptions, now: number): number {
+function resolveRunAt(options: JobOptions, now: number): number | undefined {
   if (options.delayMs !== undefined && options.runAt !== undefined) throw new TypeError('set delayMs or runAt, not both');
   if (options.delayMs !== undefined) return now + checkNonNegative(options.delayMs, 'delayMs', Number.MAX_SAFE_INTEGER);
-  if (options.runAt === undefined) return now;
+  if (options.runAt === undefined) return undefined;
   const runAt = options.runAt instanceof Date ? options.runAt.getTime() : options.runAt;
   if (typeof runAt !== 'number') throw new TypeError(`runAt must be a Date or a number, got ${typeof runAt}`);
   if (!Number.isFinite(runAt)) throw new RangeError(`runAt must be a valid time, got ${runAt}`);
   return runAt;
 }
 
-/** Applies `defaults` to one job's options and validates them. `now` is ms since the epoch. */
-export function resolveJobOptions(options: JobOptions | undefined, defaults: ResolvedJobDefaults, now: number): ResolvedJobOptions {
-  if (options === undefined) {
-    return { ...defaults, runAt: now, key: '', durability: undefined };
-  }
+/**
+ * Applies `defaults` to one job's options and validates them. `now` is ms since the epoch.
+ * Without options it returns `defaults` itself.
+ */
+export function resolveJobOptions(options: JobOptions | undefined, defaults: ResolvedJobOptions, now: number): ResolvedJobOptions {
+  if (options === undefined) return defaults;
   checkObject(options, 'job options');
   return {
     priority: options.priority === undefined ? defaults.priority : checkInteger(options.priority, 'priority', INT32_MIN, INT32_MAX),

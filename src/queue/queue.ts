@@ -8,7 +8,7 @@ import { Log, locationAfter } from '../engine/log.ts';
 import type { Durability } from '../engine/log.ts';
 import { ClosedError, PoisonedError, StalledError } from '../errors.ts';
 import { Dispatcher } from './dispatcher.ts';
-import { encodeData } from './job-data.ts';
+import { encodeData, type EncodedData } from './job-data.ts';
 import { JobIndex, NO_LOCATION, stateName } from './job-index.ts';
 import {
   RecordKind,
@@ -58,12 +58,13 @@ interface InflightKey {
   readonly acknowledged: Promise<void>;
 }
 
-/** One job of an enqueue call, validated and encoded. */
+/** A job of an enqueue call, encoded and given its id; indexed once the append is acknowledged. */
 interface PreparedJob {
-  readonly name: string;
-  readonly options: ResolvedJobOptions;
-  readonly record: Buffer | undefined;
   readonly id: number;
+  readonly record: Buffer;
+  readonly priority: number;
+  readonly runAt: number;
+  readonly key: string;
 }
 
 /**
@@ -175,45 +176,55 @@ export class Queue<J extends JobMap = DefaultJobMap> extends EventEmitter<QueueE
 
   async #enqueue(items: readonly EnqueueItem<DefaultJobMap>[]): Promise<number[]> {
     this.#assertAccepting();
+    const count = items.length;
+    if (count === 0) return [];
     const now = Date.now();
-    const validated = items.map((item) => this.#validate(item, now));
-    if (validated.length === 0) return [];
-    const prepared: PreparedJob[] = [];
+    const defaults = this.#options.jobDefaults;
+    // Validate and encode every item before anything is appended: one bad item refuses all.
+    const names = new Array<string>(count);
+    const options = new Array<ResolvedJobOptions>(count);
+    const data = new Array<EncodedData>(count);
+    for (let at = 0; at < count; at++) {
+      const item = items[at];
+      if (typeof item !== 'object' || item === null) throw new TypeError('each item must be an object { name, data, options? }');
+      names[at] = checkJobName(item.name);
+      options[at] = resolveJobOptions(item.options, defaults, now);
+      data[at] = encodeData(item.data);
+    }
+    const ids = new Array<number>(count);
+    const fresh: PreparedJob[] = [];
     const waits: Promise<void>[] = [];
-    const batchKeys = new Map<string, number>();
+    let batchKeys: Map<string, number> | undefined;
     let durability: Durability | undefined;
-    for (const item of validated) {
-      const existing = this.#existingForKey(item.options.key, batchKeys, waits);
-      if (existing !== undefined) {
-        // The holder may have been acknowledged at a weaker durability than this call asks for.
-        if ((item.options.durability ?? this.#options.durability) === 'sync') waits.push(this.#log.sync());
-        prepared.push({ name: item.name, options: item.options, record: undefined, id: existing });
-        continue;
+    for (let at = 0; at < count; at++) {
+      const jobOptions = options[at]!;
+      const key = jobOptions.key;
+      const wanted = jobOptions.durability ?? this.#options.durability;
+      if (key !== '') {
+        const existing = this.#existingForKey(key, batchKeys, waits);
+        if (existing !== undefined) {
+          // The holder may have been acknowledged at a weaker durability than this call asks for.
+          if (wanted === 'sync') waits.push(this.#log.sync());
+          ids[at] = existing;
+          continue;
+        }
       }
       const id = this.#index.reserveId();
-      const record = encodeAdded({ ...item.options, id, name: item.name, data: item.data, createdAt: now });
-      if (item.options.key !== '') batchKeys.set(item.options.key, id);
-      prepared.push({ name: item.name, options: item.options, record, id });
-      durability = strongest(durability, item.options.durability ?? this.#options.durability);
+      const runAt = jobOptions.runAt ?? now;
+      fresh.push({ id, record: encodeAdded(id, names[at]!, now, runAt, jobOptions, data[at]!), priority: jobOptions.priority, runAt, key });
+      if (key !== '') (batchKeys ??= new Map()).set(key, id);
+      ids[at] = id;
+      durability = strongest(durability, wanted);
     }
-    const fresh = prepared.filter((job) => job.record !== undefined);
     if (fresh.length > 0) waits.push(this.#appendAdded(fresh, durability));
-    await Promise.all(waits);
-    return prepared.map((job) => job.id);
-  }
-
-  #validate(item: EnqueueItem<DefaultJobMap>, now: number) {
-    if (typeof item !== 'object' || item === null) throw new TypeError('each item must be an object { name, data, options? }');
-    const name = checkJobName(item.name);
-    const options = resolveJobOptions(item.options, this.#options.defaults, now);
-    const data = encodeData(item.data);
-    return { name, options, data };
+    if (waits.length === 1) await waits[0];
+    else await Promise.all(waits);
+    return ids;
   }
 
   /** The id holding `key`, from this call, an unacknowledged enqueue (waited for) or the index. */
-  #existingForKey(key: string, batchKeys: Map<string, number>, waits: Promise<void>[]): number | undefined {
-    if (key === '') return undefined;
-    const inBatch = batchKeys.get(key);
+  #existingForKey(key: string, batchKeys: Map<string, number> | undefined, waits: Promise<void>[]): number | undefined {
+    const inBatch = batchKeys?.get(key);
     if (inBatch !== undefined) return inBatch;
     const inflight = this.#inflightKeys.get(key);
     if (inflight !== undefined) {
@@ -225,7 +236,7 @@ export class Queue<J extends JobMap = DefaultJobMap> extends EventEmitter<QueueE
 
   /** Appends the added records (one record, or one atomic group) and indexes them once acknowledged. */
   #appendAdded(jobs: PreparedJob[], durability: Durability | undefined): Promise<void> {
-    const records = jobs.map((job) => job.record!);
+    const records = jobs.map((job) => job.record);
     const options = durability === this.#options.durability ? undefined : { durability };
     const appended = records.length === 1 ? this.#log.append(records[0]!, options) : this.#log.appendGroup(records, options);
     const firstLocation = this.#log.lastLocation;
@@ -237,7 +248,7 @@ export class Queue<J extends JobMap = DefaultJobMap> extends EventEmitter<QueueE
       },
     );
     for (const job of jobs) {
-      if (job.options.key !== '') this.#inflightKeys.set(job.options.key, { id: job.id, acknowledged });
+      if (job.key !== '') this.#inflightKeys.set(job.key, { id: job.id, acknowledged });
     }
     return acknowledged;
   }
@@ -246,18 +257,17 @@ export class Queue<J extends JobMap = DefaultJobMap> extends EventEmitter<QueueE
     let location = firstLocation;
     const now = Date.now();
     for (const job of jobs) {
-      const record = job.record!;
       assertTransition(RecordKind.added, StateCode.none, 0, 0);
-      this.#index.add(job.id, job.options.priority, job.options.runAt, location, job.options.key, now);
-      this.#releaseInflightKey(job);
-      this.#cache.offer(job.id, record);
-      location = locationAfter(location, record.length);
+      this.#index.add(job.id, job.priority, job.runAt, location, job.key, now);
+      if (job.key !== '') this.#releaseInflightKey(job);
+      this.#cache.offer(job.id, job.record);
+      location = locationAfter(location, job.record.length);
     }
     this.#dispatcher.pump();
   }
 
   #releaseInflightKey(job: PreparedJob): void {
-    const key = job.options.key;
+    const key = job.key;
     if (key !== '' && this.#inflightKeys.get(key)?.id === job.id) this.#inflightKeys.delete(key);
   }
 

@@ -1,22 +1,30 @@
 // Job data encoding: JSON values and raw bytes round-trip; what JSON would silently change or
 // cannot carry is refused with a TypeError.
 import { describe, expect, it } from 'vitest';
-import { DataEncoding, decodeData, encodeData, encodeResult } from '../../src/queue/job-data.ts';
+import { DataEncoding, decodeData, encodeData, encodeResult, writeData, type EncodedData } from '../../src/queue/job-data.ts';
+
+/** The bytes a record would hold for `data`. */
+function stored(data: EncodedData): Buffer {
+  const bytes = Buffer.alloc(data.byteLength);
+  writeData(bytes, 0, data);
+  return bytes;
+}
 
 describe('job data', () => {
   it('round-trips JSON values, bytes (as a Buffer) and undefined', () => {
-    for (const value of [{ a: [1, 'x', null, true] }, 'text', 0, null, []]) {
+    for (const value of [{ a: [1, 'x', null, true] }, 'tëxt', 0, null, []]) {
       const encoded = encodeData(value);
       expect(encoded.encoding).toBe(DataEncoding.json);
-      expect(decodeData(encoded.encoding, encoded.bytes)).toEqual(value);
+      expect(decodeData(encoded.encoding, stored(encoded))).toEqual(value);
+      expect(encoded.byteLength).toBe(Buffer.byteLength(JSON.stringify(value)));
     }
     const bytes = encodeData(new Uint8Array([1, 2, 3]));
     expect(bytes.encoding).toBe(DataEncoding.bytes);
-    const back = decodeData(bytes.encoding, bytes.bytes);
+    const back = decodeData(bytes.encoding, stored(bytes));
     expect(Buffer.isBuffer(back)).toBe(true);
     expect([...(back as Buffer)]).toEqual([1, 2, 3]);
     const none = encodeData(undefined);
-    expect(decodeData(none.encoding, none.bytes)).toBeUndefined();
+    expect(decodeData(none.encoding, stored(none))).toBeUndefined();
   });
 
   it('refuses BigInt, cycles, functions and symbols with a TypeError', () => {

@@ -36,31 +36,35 @@ import { BackoffType } from '../../src/queue/retry-policy.ts';
 const added = {
   id: 2 ** 40 + 7,
   priority: -5,
-  runAt: 1_700_000_000_123.5,
-  createdAt: 1_700_000_000_000,
   maxAttempts: 4,
   timeoutMs: 30_000,
   maxStalls: 2,
   backoff: { type: BackoffType.exponential, delayMs: 250, jitter: 0.5, maxDelayMs: Infinity },
   name: 'resize-ünïcode',
   key: 'user:42',
-  data: encodeData({ width: 100, tags: ['a', 'b'] }),
 };
+const runAt = 1_700_000_000_123.5;
+const createdAt = 1_700_000_000_000;
+const data = encodeData({ width: 100, tags: ['a', 'b'] });
+
+function encode(options: typeof added, payload = data) {
+  return encodeAdded(options.id, options.name, createdAt, runAt, options, payload);
+}
 
 describe('job records', () => {
   it('round-trips an added record and lets replay read its fixed fields without decoding', () => {
-    const record = encodeAdded(added);
+    const record = encode(added);
     expect(recordKind(record)).toBe(RecordKind.added);
     expect(recordId(record)).toBe(added.id);
     expect(addedPriority(record)).toBe(-5);
-    expect(addedRunAt(record)).toBe(added.runAt);
+    expect(addedRunAt(record)).toBe(runAt);
     expect(addedKey(record)).toBe('user:42');
     const decoded = decodeAdded(record);
     expect(decoded).toMatchObject({
       id: added.id,
       priority: -5,
-      runAt: added.runAt,
-      createdAt: added.createdAt,
+      runAt,
+      createdAt,
       maxAttempts: 4,
       timeoutMs: 30_000,
       maxStalls: 2,
@@ -74,7 +78,7 @@ describe('job records', () => {
   });
 
   it('stores raw bytes as they are and an absent key as an empty string', () => {
-    const record = encodeAdded({ ...added, key: '', data: encodeData(Buffer.from([0, 255, 1])) });
+    const record = encode({ ...added, key: '' }, encodeData(Buffer.from([0, 255, 1])));
     const decoded = decodeAdded(record);
     expect(decoded.key).toBe('');
     expect(addedKey(record)).toBe('');
@@ -110,7 +114,7 @@ describe('job records', () => {
   });
 
   it('wraps a job and its last outcome in a snapshot record that replay and reads can unwrap', () => {
-    const addedRecord = encodeAdded(added);
+    const addedRecord = encode(added);
     const outcome = encodeCompleted(added.id, 2, 500, encodeData('done'));
     const snapshot = encodeSnapshot({ state: StateCode.completed, attemptsMade: 2, stalls: 1, runAt: 400, added: addedRecord, outcome });
     const decoded = decodeSnapshot(snapshot);
