@@ -58,6 +58,7 @@ export class JobIndex {
 
   #replaying = true;
   #nextId = 1;
+  #leaseBound = 0;
   /** Jobs per state, indexed by StateCode (index 0, free slots, is not kept up to date). */
   readonly #counts = new Float64Array(6);
 
@@ -68,24 +69,33 @@ export class JobIndex {
   // -------------------------------------------------------------------------------------------
   // Ids and lookups
 
-  /** The id the next enqueue gets: one above every id the log has ever held. */
+  /** The id the next enqueue gets: above every id the log has held or leased. */
   get nextId(): number {
     return this.#nextId;
   }
 
-  /** Takes the next id. */
+  /** Takes the next id. The caller checks `leaseBound` first (see leaseNeeded). */
   reserveId(): number {
     return this.#nextId++;
   }
 
-  /** Raises nextId above `id` (replay of any record that names a job, or a meta record). */
+  /** Raises nextId above `id` (replay of a record that names a job). */
   noteId(id: number): void {
     if (id >= this.#nextId) this.#nextId = id + 1;
   }
 
-  /** Raises nextId to at least `nextId` (meta record). */
-  noteNextId(nextId: number): void {
-    if (nextId > this.#nextId) this.#nextId = nextId;
+  /**
+   * Ids below `bound` may have been handed out: a meta record, durable before any of them was
+   * acknowledged, says so. Replay uses the highest bound as nextId, so ids handed out by a
+   * process whose records were lost in a power cut are never handed out again.
+   */
+  noteLease(bound: number): void {
+    if (bound > this.#leaseBound) this.#leaseBound = bound;
+  }
+
+  /** Exclusive upper bound of the ids that may be handed out without a new lease. */
+  get leaseBound(): number {
+    return this.#leaseBound;
   }
 
   get size(): number {
@@ -315,6 +325,8 @@ export class JobIndex {
     }
     this.#pending.heapify();
     this.#delayed.heapify();
+    // The rest of the last lease may have been handed out and lost with the records that held it.
+    if (this.#leaseBound > this.#nextId) this.#nextId = this.#leaseBound;
     this.#replaying = false;
     this.evictExpired(now);
     verify(() => this.check());

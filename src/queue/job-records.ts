@@ -17,7 +17,7 @@
 //   removed   body := (empty)
 //   snapshot  body := attemptsMade:u32 stalls:u16 reserved:u16 runAt:f64 addedLength:u32
 //                     outcomeLength:u32 added outcome              flags: the job's state code
-//   meta      body := (empty; id is the next id to assign)
+//   meta      body := (empty; id is the lease bound: every id below it may have been handed out)
 //
 // Evolution: kinds 10-255 are reserved. A new layout gets a new kind (e.g. added2), so an old
 // reader fails loudly on an unknown kind instead of misreading fields, and a new reader keeps
@@ -38,7 +38,7 @@ export const RecordKind = {
   removed: 7,
   /** The whole state of one live job (compaction writes these). */
   snapshot: 8,
-  /** Queue-wide state: the next id (compaction writes it when it drops the highest ids). */
+  /** Id lease: every id below it may have been handed out (also written by compaction). */
   meta: 9,
 } as const;
 export type RecordKind = (typeof RecordKind)[keyof typeof RecordKind];
@@ -294,8 +294,8 @@ export function encodeRemoved(id: number): Buffer {
   return allocRecord(RecordKind.removed, 0, id, COMMON_HEADER_SIZE);
 }
 
-export function encodeMeta(nextId: number): Buffer {
-  return allocRecord(RecordKind.meta, 0, nextId, COMMON_HEADER_SIZE);
+export function encodeMeta(leaseBound: number): Buffer {
+  return allocRecord(RecordKind.meta, 0, leaseBound, COMMON_HEADER_SIZE);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -39,7 +39,7 @@ export function replayRecord(index: JobIndex, payload: Buffer, location: number,
   }
   const id = recordId(payload);
   if (kind === RecordKind.meta) {
-    index.noteNextId(id);
+    index.noteLease(id);
     return;
   }
   if (kind === RecordKind.added) {

@@ -2,7 +2,8 @@
 // dispatching, and refuses enqueues with PoisonedError until it is reopened.
 import { once } from 'node:events';
 import { describe, expect, it } from 'vitest';
-import { PoisonedError, Queue } from '../../src/index.ts';
+import { Log } from '../../src/engine/log.ts';
+import { CorruptionError, PoisonedError, Queue } from '../../src/index.ts';
 import { SimFileSystem } from '../support/sim-fs.ts';
 import { sleep } from './queue-fixture.ts';
 
@@ -29,6 +30,17 @@ describe('errors', () => {
     const reopened = await Queue.open('/queue', { fileSystem: disk.crash({ mode: 'process' }) });
     expect((await reopened.getJob(pendingId))?.state).toBe('pending');
     await reopened.close();
+  });
+
+  it('refuses to open a log holding a queue record kind it does not know (written by a newer version)', async () => {
+    const disk = new SimFileSystem();
+    const queue = await Queue.open('/queue', { fileSystem: disk });
+    await queue.enqueue('job', 1);
+    await queue.close();
+    const log = await Log.open('/queue', { fileSystem: disk });
+    await log.append(Buffer.from([200, 0, 1, 0, 0, 0, 0, 0]));
+    await log.close();
+    await expect(Queue.open('/queue', { fileSystem: disk })).rejects.toThrow(CorruptionError);
   });
 
   it('refuses invalid queue options before touching the disk', async () => {
