@@ -1,16 +1,19 @@
-// Group commit: many appends share one write and one fdatasync.
+// Group commit: many appends share one write and one fdatasync, in a two-stage pipeline.
 //
 //   1. append() encodes nothing yet: it adds the payload to the open batch (the last queued
 //      batch that is not yet being written) and returns that batch's shared promise.
-//   2. One flush loop runs at a time (single flight). It takes the oldest queued item, builds
-//      the batch's bytes, stamps each header's durableLsn with what is synced *now*, and writes.
-//   3. If the log is in 'sync' mode or any append of the batch asked for 'sync', one fdatasync
-//      follows; then every waiter of the batch resolves at once.
-//   4. Appends that arrive while a write or sync is in flight form the next batch. There is no
-//      linger timer: an idle log flushes a lone append at once.
+//   2. The writer (one at a time) takes queued items in order, builds a batch's bytes, stamps
+//      each header's durableLsn with what is synced *now*, writes, and resolves the batch's
+//      'written' waiters. A batch that must be synced ('sync' mode, or a 'sync' append) then
+//      registers its 'durable' waiters with the syncer and the writer moves on.
+//   3. The syncer (one fdatasync at a time) syncs everything written when it starts and
+//      resolves every waiter up to there. Appends that arrive while it runs are written
+//      meanwhile and ride the next sync. There is no linger timer.
+//   4. A roll waits for the syncer, seals (SEAL + fdatasync) and creates the next segment; its
+//      sync covers every waiter before it.
 //   5. Any failed write or sync poisons the committer: every queued and later append rejects.
-// Items are processed strictly in order, so a batch never overtakes a segment roll or barrier
-// queued before it, and appends resolve in LSN order.
+// Items are written strictly in order, so appends resolve in LSN order, and a header never
+// claims more durability than a completed fdatasync gave.
 import { PoisonedError } from '../errors.ts';
 import { assert } from './assert.ts';
 import type { Durability } from './log-options.ts';
@@ -79,6 +82,11 @@ export interface CommitTarget {
   poisoned(error: Error): void;
 }
 
+interface SyncWaiter {
+  readonly lsn: number;
+  readonly deferred: Deferred | undefined;
+}
+
 export class GroupCommit {
   readonly #target: CommitTarget;
   readonly #mode: Durability;
@@ -86,8 +94,14 @@ export class GroupCommit {
   readonly #items: CommitItem[] = [];
   #head = 0;
   #open: Batch | undefined;
-  #running = false;
-  #syncWanted = false;
+  #writing = false;
+  /** Waiters for durability, in LSN order (they are registered in write order). */
+  readonly #syncWaiters: SyncWaiter[] = [];
+  #syncHead = 0;
+  /** The fdatasync in flight, if any. */
+  #syncing: Promise<void> | undefined;
+  /** Set while a roll waits for the syncer: no new sync may start on the old segment. */
+  #rolling = false;
   #poison: Error | undefined;
   /** Highest LSN handed to the OS. */
   writtenLsn: number;
@@ -108,9 +122,9 @@ export class GroupCommit {
     return this.#poison;
   }
 
-  /** True while anything is queued or being written. */
+  /** True while anything is queued, being written or being synced. */
   get busy(): boolean {
-    return this.#running || this.#head < this.#items.length;
+    return this.#writing || this.#syncing !== undefined || this.#head < this.#items.length;
   }
 
   /**
@@ -171,52 +185,40 @@ export class GroupCommit {
     return deferred.promise;
   }
 
-  /** For 'interval' mode: sync what is written, once the loop is free. */
+  /** For 'interval' mode: sync what is written, unless that is already durable. */
   requestSync(): void {
     if (this.#poison || this.durableLsn === this.writtenLsn) return;
-    this.#syncWanted = true;
-    this.#kick();
+    this.#waitDurable(this.writtenLsn, undefined);
   }
 
   #push(item: CommitItem): void {
     this.#items.push(item);
-    this.#kick();
+    this.#kickWriter();
   }
 
-  #kick(): void {
-    if (this.#running || this.#poison) return;
-    this.#running = true;
-    queueMicrotask(() => void this.#run());
+  #kickWriter(): void {
+    if (this.#writing || this.#poison) return;
+    this.#writing = true;
+    queueMicrotask(() => void this.#runWriter());
   }
 
-  async #run(): Promise<void> {
+  async #runWriter(): Promise<void> {
     try {
       for (;;) {
         const item = this.#take();
-        if (item === undefined) {
-          if (!this.#syncWanted) break;
-          this.#syncWanted = false;
-          if (this.durableLsn < this.writtenLsn) await this.#sync();
-          continue;
-        }
+        if (item === undefined) break;
         if (item.kind === 'batch') await this.#writeBatch(item);
-        else if (item.kind === 'roll') {
-          await this.#target.roll(item.baseLsn, item.ordinal, this.durableLsn);
-          // Sealing synced everything written so far.
-          this.durableLsn = this.writtenLsn;
-          this.syncCount++;
-        } else {
-          if (item.sync && this.durableLsn < this.writtenLsn) await this.#sync();
-          item.deferred.resolve();
-        }
+        else if (item.kind === 'roll') await this.#roll(item);
+        else if (item.sync) this.#waitDurable(this.writtenLsn, item.deferred);
+        else item.deferred.resolve();
       }
     } catch (error) {
-      this.#fail(error instanceof Error ? error : new Error(String(error)));
+      this.#fail(error);
     } finally {
-      this.#running = false;
+      this.#writing = false;
     }
     // Something may have been queued between the last take() and the end of the loop.
-    if (!this.#poison && this.#head < this.#items.length) this.#kick();
+    if (!this.#poison && this.#head < this.#items.length) this.#kickWriter();
   }
 
   #take(): CommitItem | undefined {
@@ -236,7 +238,7 @@ export class GroupCommit {
   async #writeBatch(batch: Batch): Promise<void> {
     const bytes = Buffer.allocUnsafe(batch.sizeBytes);
     let offset = 0;
-    // Stamped now, after the previous batch's sync: every batch vouches for all batches before it.
+    // Only completed syncs count: a header never vouches for a sync still in flight.
     const durableLsn = this.durableLsn;
     for (let i = 0; i < batch.payloads.length; i++) {
       const payload = batch.payloads[i]!;
@@ -249,24 +251,81 @@ export class GroupCommit {
     const syncNext = this.#mode === 'sync' || batch.forceSync;
     // A batch that is not synced right after is copied into the page cache synchronously: the
     // bytes are in the OS before anyone is told, and no thread-pool round trip is paid. The
-    // loop then yields a turn so timers and I/O are not starved by appends resolved in microtasks.
+    // writer then yields a turn so timers and I/O are not starved by appends resolved in microtasks.
     const wroteNow = !syncNext && this.#target.writeNow(bytes, lastLsn);
     if (!wroteNow) await this.#target.write(bytes, lastLsn);
     this.batchCount++;
     this.writtenLsn = lastLsn;
     batch.written?.resolve();
-    if (syncNext) await this.#sync();
-    batch.durable?.resolve();
+    if (syncNext) this.#waitDurable(lastLsn, batch.durable);
     if (wroteNow) await new Promise<void>((resolve) => setImmediate(resolve));
   }
 
-  async #sync(): Promise<void> {
-    const target = this.writtenLsn;
-    await this.#target.sync();
-    this.syncCount++;
+  async #roll(roll: Roll): Promise<void> {
+    this.#rolling = true;
+    try {
+      // The syncer works on the active segment's handle: let it finish before the handle changes.
+      while (this.#syncing) await this.#syncing.catch(() => undefined);
+      if (this.#poison) throw this.#poison;
+      await this.#target.roll(roll.baseLsn, roll.ordinal, this.durableLsn);
+      // Sealing synced everything written so far.
+      this.syncCount++;
+      this.#advanceDurable(this.writtenLsn);
+    } finally {
+      this.#rolling = false;
+    }
+    this.#kickSyncer();
+  }
+
+  #waitDurable(lsn: number, deferred: Deferred | undefined): void {
+    if (lsn <= this.durableLsn) {
+      deferred?.resolve();
+      return;
+    }
+    this.#syncWaiters.push({ lsn, deferred });
+    this.#kickSyncer();
+  }
+
+  #kickSyncer(): void {
+    if (this.#syncing || this.#rolling || this.#poison || this.#syncHead === this.#syncWaiters.length) return;
+    this.#syncing = this.#runSyncer();
+  }
+
+  async #runSyncer(): Promise<void> {
+    try {
+      while (!this.#rolling && !this.#poison && this.#syncHead < this.#syncWaiters.length) {
+        const target = this.writtenLsn;
+        await this.#target.sync();
+        this.syncCount++;
+        this.#advanceDurable(target);
+      }
+    } catch (error) {
+      this.#fail(error);
+    } finally {
+      this.#syncing = undefined;
+    }
+    // A waiter may have arrived as the loop ended, or a roll may have ended meanwhile.
+    this.#kickSyncer();
+  }
+
+  #advanceDurable(lsn: number): void {
     // Invariant: durableLsn never passes writtenLsn and never moves backwards.
-    assert(target >= this.durableLsn, 'durableLsn moves forward');
-    this.durableLsn = target;
+    assert(lsn <= this.writtenLsn, 'durableLsn stays at or below writtenLsn');
+    if (lsn > this.durableLsn) this.durableLsn = lsn;
+    const waiters = this.#syncWaiters;
+    while (this.#syncHead < waiters.length && waiters[this.#syncHead]!.lsn <= this.durableLsn) {
+      waiters[this.#syncHead]!.deferred?.resolve();
+      this.#syncHead++;
+    }
+    if (this.#syncHead === waiters.length) {
+      waiters.length = 0;
+      this.#syncHead = 0;
+    }
+  }
+
+  /** Poisons from outside the pipeline (a failure elsewhere left the directory's state unknown). */
+  poisonWith(error: Error): void {
+    this.#fail(error);
   }
 
   /**
@@ -274,8 +333,9 @@ export class GroupCommit {
    * a reopen. Fail everything queued and every later append with the original error; never
    * retry the sync (the kernel may have dropped the dirty pages and would report success).
    */
-  #fail(error: Error): void {
+  #fail(cause: unknown): void {
     if (this.#poison) return;
+    const error = cause instanceof Error ? cause : new Error(String(cause));
     this.#poison = error;
     const rejection = new PoisonedError(error);
     for (let i = 0; i < this.#items.length; i++) {
@@ -285,8 +345,11 @@ export class GroupCommit {
         item.durable?.reject(rejection);
       } else if (item.kind === 'barrier') item.deferred.reject(rejection);
     }
+    for (let i = this.#syncHead; i < this.#syncWaiters.length; i++) this.#syncWaiters[i]!.deferred?.reject(rejection);
     this.#items.length = 0;
     this.#head = 0;
+    this.#syncWaiters.length = 0;
+    this.#syncHead = 0;
     this.#open = undefined;
     this.#target.poisoned(error);
   }

@@ -426,6 +426,10 @@ export class Log extends EventEmitter<LogEvents> {
         pendingBytes += pending[pending.length - 1]!.length;
         offset += pending[pending.length - 1]!.length;
         await flush();
+        // A poisoned log commits nothing more: its directory may no longer match what it believes.
+        const poison = this.#commit.poison;
+        if (poison) throw new PoisonedError(poison);
+        if (this.#status !== 'open') throw new ClosedError();
         await publishSegment(this.#fs, this.directory, aside.handle, aside.tempPath, aside.finalPath);
       } catch (error) {
         await aside.handle.close().catch(() => undefined);
@@ -454,8 +458,7 @@ export class Log extends EventEmitter<LogEvents> {
         await this.#fs.syncDirectory(this.directory);
       } catch (error) {
         // Which names survive a crash is now unknown; open() would finish the job, so stop here.
-        this.#commit.barrier(false).catch(() => undefined);
-        this.#onPoisoned(error instanceof Error ? error : new Error(String(error)));
+        this.#commit.poisonWith(error instanceof Error ? error : new Error(String(error)));
         throw error;
       }
       verify(() => this.#checkTiling());

@@ -265,6 +265,12 @@ export async function recoverDirectory(
     quarantined = await quarantineFrom(fs, directory, listing.segments, segments, damage);
   }
 
+  // After a process crash the tail may sit only in the page cache, and a segment renamed just
+  // before the crash may lack a synced directory entry. New batches will vouch (durableLsn) for
+  // everything recovered, so make it durable first.
+  const last = segments[segments.length - 1];
+  if (last !== undefined && last.writable) await last.handle.datasync();
+  await fs.syncDirectory(directory);
   const lastLsn = segments.length === 0 ? 0 : segments[segments.length - 1]!.lastLsn;
   return { segments, cleanShutdown, records, lastLsn, truncated, quarantined, removedFiles: listing.removed };
 }

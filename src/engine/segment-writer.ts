@@ -50,12 +50,15 @@ export async function createSegmentAside(
   const name = segmentFileName(baseLsn, generation);
   const tempPath = path.join(directory, tempFileName(baseLsn, generation));
   const finalPath = path.join(directory, name);
+  // A temp file is never part of the log: one left by an earlier failed attempt is debris.
+  await fs.unlink(tempPath).catch(() => undefined);
   const handle = await fs.open(tempPath, 'create');
   try {
     const header = encodeSegmentHeader({ baseLsn, coverEndLsn, flags: coverEndLsn > 0 ? SegmentFlag.compacted : 0 });
     await writeAll(handle, [header], 0);
   } catch (error) {
     await handle.close().catch(() => undefined);
+    await fs.unlink(tempPath).catch(() => undefined);
     throw error;
   }
   return { handle, tempPath, finalPath, name };
