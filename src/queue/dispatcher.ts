@@ -196,7 +196,7 @@ export class Dispatcher {
       this.#settle(execution);
       return;
     }
-    const loaded = cache.take(id) ?? log.read(index.location(slot));
+    const loaded = cache.take(slot) ?? log.read(index.location(slot));
     Promise.all([loaded, appended]).then(
       ([payload]) => this.#run(execution, payload),
       (error: unknown) => this.#beginFailed(execution, error),

@@ -25,13 +25,28 @@ export interface StoredData {
 const NO_DATA: EncodedData = { encoding: DataEncoding.undefined, text: '', bytes: undefined, byteLength: 0 };
 
 // JSON.stringify drops functions and symbols silently (and turns a top-level one into
-// undefined); a job whose data quietly lost a field would be worse than a refused enqueue.
-function refuseNonJson(this: unknown, key: string, value: unknown): unknown {
+// undefined); a job whose data quietly lost a field would be worse than a refused enqueue. A
+// replacer function would catch them but takes V8 off its fast path (twice as slow for small
+// objects), so the value is walked separately, after stringify has refused BigInt and cycles.
+// The walk sees what stringify sees: own enumerable string keys, and toJSON results.
+function refuseNonJson(value: unknown, key: string): void {
   const type = typeof value;
   if (type === 'function' || type === 'symbol') {
     throw new TypeError(`${type} at ${key === '' ? 'the top level' : `key "${key}"`} is not JSON-serialisable`);
   }
-  return value;
+  if (type !== 'object' || value === null) return;
+  const toJSON = (value as { toJSON?: unknown }).toJSON;
+  if (typeof toJSON === 'function') {
+    refuseNonJson(toJSON.call(value, key), key);
+    return;
+  }
+  if (Array.isArray(value)) {
+    for (let at = 0; at < value.length; at++) refuseNonJson(value[at], String(at));
+    return;
+  }
+  for (const name in value) {
+    if (Object.hasOwn(value, name)) refuseNonJson((value as Record<string, unknown>)[name], name);
+  }
 }
 
 /**
@@ -41,10 +56,10 @@ function refuseNonJson(this: unknown, key: string, value: unknown): unknown {
 export function encodeData(value: unknown, what = 'data'): EncodedData {
   if (value === undefined) return NO_DATA;
   if (value instanceof Uint8Array) return { encoding: DataEncoding.bytes, text: '', bytes: value, byteLength: value.length };
-  let text: string;
+  let text: string | undefined;
   try {
-    // Primitives cannot hide a function or a symbol: skip the replacer's per-key call for them.
-    text = typeof value === 'object' ? JSON.stringify(value, refuseNonJson) : JSON.stringify(value);
+    text = JSON.stringify(value);
+    if (typeof value === 'object' || text === undefined) refuseNonJson(value, '');
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
     throw new TypeError(`${what} is not JSON-serialisable: ${reason}`, { cause: error });

@@ -1,8 +1,8 @@
 // The in-memory index of every live job: its state, its place in the pending or delayed heap,
 // where its records are in the log, its idempotency key, and the retained completed/failed
 // jobs. It holds no payloads and no per-job objects: each job is a slot in a set of typed-array
-// columns (about 43 bytes) plus one id→slot Map entry, so a backlog of millions of replayed jobs
-// stays small (docs/queue.md has the measured figure). It does no I/O; the queue decides what
+// columns (about 43 bytes) plus 4 bytes in the id→slot table, so a backlog of millions of
+// replayed jobs stays small (docs/queue.md has the measured figure). It does no I/O; the queue decides what
 // to append and then updates the index.
 //
 // Two modes: while replaying, state changes only set columns (a started record can name a job
@@ -10,6 +10,7 @@
 // change keeps the heaps current and dispatch is O(log n).
 import { assert, verify, verifyEnabled } from '../engine/assert.ts';
 import { StateCode } from './job-records.ts';
+import { IdTable } from './id-table.ts';
 import { RetainedJobs } from './retained-jobs.ts';
 import { SlotHeap } from './slot-heap.ts';
 import type { JobCounts } from './job.ts';
@@ -47,7 +48,7 @@ export class JobIndex {
   #freeSlots = new Int32Array(256);
   #freeCount = 0;
 
-  readonly #slotById = new Map<number, number>();
+  readonly #slotById = new IdTable();
   readonly #idByKey = new Map<string, number>();
   readonly #keyById = new Map<number, string>();
   readonly #pending = new SlotHeap((a, b) => this.#pendingBefore(a, b));
@@ -104,7 +105,7 @@ export class JobIndex {
 
   /** The slot of a live job, or -1. */
   slotOf(id: number): number {
-    return this.#slotById.get(id) ?? -1;
+    return this.#slotById.get(id);
   }
 
   id(slot: number): number {
@@ -164,7 +165,7 @@ export class JobIndex {
   /** A new job (added record). Returns its slot. */
   add(id: number, priority: number, runAt: number, location: number, key: string, now: number): number {
     // Replay checks that added ids increase and enqueue takes fresh ids: a duplicate is a bug.
-    if (verifyEnabled) assert(!this.#slotById.has(id), `job ${id} added twice`);
+    if (verifyEnabled) assert(this.#slotById.get(id) === -1, `job ${id} added twice`);
     const slot = this.#allocateSlot(id);
     this.#priorities[slot] = priority;
     this.#runAts[slot] = runAt;
@@ -187,7 +188,7 @@ export class JobIndex {
     hasOutcome: boolean,
     now: number,
   ): number {
-    assert(!this.#slotById.has(id), `job ${id} restored twice`);
+    assert(this.#slotById.get(id) === -1, `job ${id} restored twice`);
     assert(state !== StateCode.none, 'a snapshot is of a live job');
     const slot = this.#allocateSlot(id);
     this.#priorities[slot] = fields.priority;

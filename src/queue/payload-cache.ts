@@ -1,9 +1,11 @@
 // Encoded added records of jobs enqueued by this process, kept until the job starts so that
 // dispatch need not read them back from the log. Bounded by a byte budget: past it, jobs are
 // simply not cached and dispatch reads them from disk. Jobs found at open are never cached.
+// Indexed by the job's index slot (an array store, not a hash map: this is on the enqueue hot
+// path); an entry leaves when its job starts, before the slot can be reused.
 
 export class PayloadCache {
-  readonly #records = new Map<number, Buffer>();
+  readonly #records: (Buffer | undefined)[] = [];
   readonly #budgetBytes: number;
   #sizeBytes = 0;
 
@@ -15,22 +17,24 @@ export class PayloadCache {
     return this.#sizeBytes;
   }
 
-  /** Keeps `record` for job `id` if the budget allows; otherwise forgets it. */
-  offer(id: number, record: Buffer): void {
+  /** Keeps `record` for the job in `slot` if the budget allows; otherwise forgets it. */
+  offer(slot: number, record: Buffer): void {
     if (this.#sizeBytes + record.length > this.#budgetBytes) return;
-    this.#records.set(id, record);
+    // Fill up to the slot so the array stays packed instead of turning into a dictionary.
+    while (this.#records.length < slot) this.#records.push(undefined);
+    this.#records[slot] = record;
     this.#sizeBytes += record.length;
   }
 
-  get(id: number): Buffer | undefined {
-    return this.#records.get(id);
+  get(slot: number): Buffer | undefined {
+    return this.#records[slot];
   }
 
-  /** Returns and forgets the record of job `id`. */
-  take(id: number): Buffer | undefined {
-    const record = this.#records.get(id);
+  /** Returns and forgets the record of the job in `slot`. */
+  take(slot: number): Buffer | undefined {
+    const record = this.#records[slot];
     if (record === undefined) return undefined;
-    this.#records.delete(id);
+    this.#records[slot] = undefined;
     this.#sizeBytes -= record.length;
     return record;
   }

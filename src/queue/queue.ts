@@ -290,9 +290,9 @@ export class Queue<J extends JobMap = DefaultJobMap> extends EventEmitter<QueueE
     const now = Date.now();
     for (const job of jobs) {
       assertTransition(RecordKind.added, StateCode.none, 0, 0);
-      this.#index.add(job.id, job.priority, job.runAt, location, job.key, now);
+      const slot = this.#index.add(job.id, job.priority, job.runAt, location, job.key, now);
       if (job.key !== '') this.#releaseInflightKey(job);
-      this.#cache.offer(job.id, job.record);
+      this.#cache.offer(slot, job.record);
       location = locationAfter(location, job.record.length);
     }
     this.#dispatcher.pump();
@@ -368,7 +368,7 @@ export class Queue<J extends JobMap = DefaultJobMap> extends EventEmitter<QueueE
     const fields = { runAt: index.runAt(slot), stalls: index.stalls(slot) };
     const location = index.location(slot);
     const outcomeLocation = index.outcomeLocation(slot);
-    const cached = this.#cache.get(id);
+    const cached = this.#cache.get(slot);
     const [addedPayload, outcomePayload] = await Promise.all([
       cached ?? this.#log.read(location),
       outcomeLocation === NO_LOCATION ? undefined : this.#log.read(outcomeLocation),

@@ -35,6 +35,24 @@ describe('job data', () => {
     expect(() => encodeData({ f: () => 1 })).toThrow(/function at key "f"/);
     expect(() => encodeData([Symbol('s')])).toThrow(TypeError);
     expect(() => encodeData(() => 1)).toThrow(/top level/);
+    expect(() => encodeData({ deep: [{ ok: 1 }, { f: Symbol('s') }] })).toThrow(/symbol at key "f"/);
+  });
+
+  it('accepts what JSON serialises faithfully: toJSON results, dates, inherited methods', () => {
+    class Point {
+      x = 1;
+      norm(): number {
+        return this.x;
+      }
+    }
+    const withToJSON = { secret: () => 1, toJSON: () => ({ shown: true }) };
+    const back = (value: unknown) => {
+      const encoded = encodeData(value);
+      return decodeData(encoded.encoding, stored(encoded));
+    };
+    expect(back(withToJSON)).toEqual({ shown: true });
+    expect(back({ at: new Date(0) })).toEqual({ at: '1970-01-01T00:00:00.000Z' });
+    expect(back(new Point())).toEqual({ x: 1 });
   });
 
   it('stores no result instead of failing when a result cannot be serialised', () => {
