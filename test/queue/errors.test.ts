@@ -3,9 +3,9 @@
 import { once } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import { Log } from '../../src/engine/log.ts';
-import { CorruptionError, PoisonedError, Queue } from '../../src/index.ts';
+import { CorruptionError, LockedError, PoisonedError, Queue } from '../../src/index.ts';
 import { SimFileSystem } from '../support/sim-fs.ts';
-import { sleep } from './queue-fixture.ts';
+import { sleep, test } from './queue-fixture.ts';
 
 describe('errors', () => {
   it('emits error on a failed fsync, stops dispatching and rejects later enqueues with PoisonedError', async () => {
@@ -41,6 +41,14 @@ describe('errors', () => {
     await log.append(Buffer.from([200, 0, 1, 0, 0, 0, 0, 0]));
     await log.close();
     await expect(Queue.open('/queue', { fileSystem: disk })).rejects.toThrow(CorruptionError);
+  });
+
+  test('refuses a second queue on a directory that is open, until the first is closed', async ({ dir }) => {
+    const first = await Queue.open(dir);
+    await expect(Queue.open(dir)).rejects.toThrow(LockedError);
+    await first.close();
+    const second = await Queue.open(dir);
+    await second.close();
   });
 
   it('refuses invalid queue options before touching the disk', async () => {
