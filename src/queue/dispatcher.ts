@@ -196,11 +196,13 @@ export class Dispatcher {
       this.#settle(execution);
       return;
     }
-    const loaded = cache.take(slot) ?? log.read(index.location(slot));
-    Promise.all([loaded, appended]).then(
-      ([payload]) => this.#run(execution, payload),
-      (error: unknown) => this.#beginFailed(execution, error),
-    );
+    const cached = cache.take(slot);
+    const onFailure = (error: unknown): void => this.#beginFailed(execution, error);
+    if (cached !== undefined) {
+      appended.then(() => this.#run(execution, cached), onFailure);
+    } else {
+      Promise.all([log.read(index.location(slot)), appended]).then(([payload]) => this.#run(execution, payload), onFailure);
+    }
   }
 
   #beginFailed(execution: Execution, error: unknown): void {
