@@ -363,6 +363,9 @@ export class JobIndex {
     const retained = state === StateCode.completed ? this.#completed : this.#failed;
     const limit = state === StateCode.completed ? this.#retention.completed.count : this.#retention.failed.count;
     retained.push(id, finishedAt);
+    // Eviction writes no removed record: replay meets the same outcome records in the same
+    // order and applies the same limits, so it evicts the same jobs. A record per eviction would
+    // add a fourth write to every job's three, to say what replay can work out for free.
     while (retained.size > limit) this.#evictOldest(retained, state);
   }
 
