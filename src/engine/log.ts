@@ -24,7 +24,7 @@ import type { Durability, LogOptions, ResolvedLogOptions } from './log-options.t
 import { decodeRecordHeader, encodeRecordHeader, MAX_LSN, RECORD_HEADER_SIZE, RecordType } from './record-format.ts';
 import { packLocation, recoverDirectory } from './recovery.ts';
 import type { QuarantineReport, TruncatedTail } from './recovery.ts';
-import { readFully } from './segment-reader.ts';
+import { readFully, scanSegment } from './segment-reader.ts';
 import { createSegment, createSegmentAside, encodeMarker, encodeSeal, publishSegment, writeAll, writeAllSync } from './segment-writer.ts';
 import { SEGMENT_HEADER_SIZE } from './segment-header.ts';
 
@@ -358,6 +358,27 @@ export class Log extends EventEmitter<LogEvents> {
     const payload = bytes.subarray(RECORD_HEADER_SIZE, total);
     if (crc32(payload) !== header.payloadCrc) throw new CorruptionError(file, offset, 'payload-crc', 'payload checksum mismatch on read');
     return payload;
+  }
+
+  /**
+   * Streams the data records of the sealed segments that rewrite(upToLsn) would replace, in LSN
+   * order, in large sequential reads (compaction copies live records this way instead of one
+   * read() per record). `payload` is a view valid until the visitor returns, or until the
+   * promise it returns settles: the scan waits for it.
+   */
+  async scan(upToLsn: number, visit: (payload: Buffer, lsn: number, location: number) => void | Promise<void>): Promise<void> {
+    if (this.#status === 'closed') throw new ClosedError();
+    await this.#commit.barrier(false); // a roll queued by cut() has run
+    for (const segment of [...this.#segments]) {
+      if (!segment.sealed || segment.lastLsn > upToLsn) break;
+      const file = path.join(this.directory, segment.name);
+      const result = await scanSegment(segment.handle, segment.sizeBytes, SEGMENT_HEADER_SIZE, (header, payload, offset) => {
+        if (header.type !== RecordType.data) return;
+        return visit(payload, header.lsn, packLocation(segment.ordinal, offset));
+      });
+      // The segment was fully validated at open or written by this process: damage now is new.
+      if (result.damage !== undefined) throw new CorruptionError(file, result.endOffset, 'sealed-segment-damage', `${result.damage} during scan`);
+    }
   }
 
   #segmentAt(ordinal: number): Segment | undefined {

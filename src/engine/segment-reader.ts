@@ -20,8 +20,11 @@ export type ScanDamage =
   /** A valid header, but the payload does not match its checksum. */
   | 'payload-crc';
 
-/** Called per valid record; `payload` is a view valid only during the call. Return false to stop. */
-export type RecordVisitor = (header: RecordHeader, payload: Buffer, offset: number) => boolean | void;
+/**
+ * Called per valid record; `payload` is a view valid only during the call (or until the
+ * returned promise settles: the scan waits for it). Return false to stop.
+ */
+export type RecordVisitor = (header: RecordHeader, payload: Buffer, offset: number) => boolean | void | Promise<boolean | void>;
 
 export interface ScanResult {
   /** Offset just past the last valid record visited (where an append would go). */
@@ -84,7 +87,8 @@ export async function scanSegment(
     const payloadStart = position - bufferStart + RECORD_HEADER_SIZE;
     const payloadEnd = payloadStart + header.payloadLength;
     if (crc32Range(buffer, payloadStart, payloadEnd) !== header.payloadCrc) return { endOffset: position, damage: 'payload-crc', stopped: false };
-    const keepGoing = visit(header, buffer.subarray(payloadStart, payloadEnd), position);
+    let keepGoing = visit(header, buffer.subarray(payloadStart, payloadEnd), position);
+    if (typeof keepGoing === 'object') keepGoing = await keepGoing;
     position += total;
     if (keepGoing === false) return { endOffset: position, damage: undefined, stopped: true };
   }

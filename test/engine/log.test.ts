@@ -271,6 +271,29 @@ describe('Log', () => {
     await third.close();
   });
 
+  test('scan streams the sealed records up to a cut, waiting for an async visitor', async ({ dir }) => {
+    const log = await Log.open(dir, { segmentSize: 4096 });
+    const locations: number[] = [];
+    for (let i = 0; i < 100; i++) {
+      await log.append(payloadOf(i, 100));
+      locations.push(log.lastLocation);
+    }
+    const cut = log.cut();
+    await log.append(payloadOf(100, 100)); // after the cut: not scanned
+    const seen: { id: number; lsn: number; location: number }[] = [];
+    await log.scan(cut, async (payload, lsn, location) => {
+      const id = payload.readUInt32LE(0);
+      await new Promise((resolve) => setImmediate(resolve));
+      // The view stays valid while the visitor's promise is pending.
+      expect(payload.readUInt32LE(0)).toBe(id);
+      seen.push({ id, lsn, location });
+    });
+    expect(seen.map((r) => r.id)).toEqual(Array.from({ length: 100 }, (_, i) => i));
+    expect(seen.map((r) => r.lsn)).toEqual(Array.from({ length: 100 }, (_, i) => i + 1));
+    expect(seen.map((r) => r.location)).toEqual(locations);
+    await log.close();
+  });
+
   test('rewrite refuses a boundary that is not a cut', async ({ dir }) => {
     const log = await Log.open(dir, { segmentSize: 4096 });
     for (let i = 0; i < 60; i++) await log.append(payloadOf(i, 100));
