@@ -20,9 +20,8 @@ export interface FileHandle {
   /** Writes `buffers` back to back at `position`; resolves with the count actually written. */
   writev(buffers: readonly Uint8Array[], position: number): Promise<number>;
   /**
-   * Optional synchronous writev (same contract). The engine uses it only for batches that are
-   * not synced right after ('none'/'interval'), where a copy into the page cache is cheaper
-   * than a thread-pool round trip. It never blocks on a device flush.
+   * Optional synchronous writev (same contract): a copy into the page cache, cheaper than a
+   * thread-pool round trip. It never blocks on a device flush (fdatasync stays asynchronous).
    */
   writevSync?(buffers: readonly Uint8Array[], position: number): number;
   /** fdatasync: the written bytes and the file size are on stable storage when it resolves. */

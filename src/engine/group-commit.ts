@@ -249,10 +249,14 @@ export class GroupCommit {
     assert(offset === batch.sizeBytes, 'batch size matches its records');
     const lastLsn = batch.firstLsn + batch.payloads.length - 1;
     const syncNext = this.#mode === 'sync' || batch.forceSync;
-    // A batch that is not synced right after is copied into the page cache synchronously: the
-    // bytes are in the OS before anyone is told, and no thread-pool round trip is paid. The
-    // writer then yields a turn so timers and I/O are not starved by appends resolved in microtasks.
-    const wroteNow = !syncNext && this.#target.writeNow(bytes, lastLsn);
+    // The batch is copied into the page cache synchronously when the handle can (never a device
+    // flush: the fdatasync stays on the thread pool, in the syncer). The bytes are in the OS before
+    // anyone is told, 'written' waiters (the queue's started/completed records) resolve without a
+    // thread-pool round trip, and the next batch can be written while this one syncs. Measured:
+    // queue drain at concurrency 16 went from ~29k to ~78k jobs/s, sync appends unchanged
+    // (node --import tsx /tmp/perf/drain.mts, /tmp/perf/engine-quick.mts, same machine, A/B).
+    // The writer then yields a turn so timers and I/O are not starved by appends resolved in microtasks.
+    const wroteNow = this.#target.writeNow(bytes, lastLsn);
     if (!wroteNow) await this.#target.write(bytes, lastLsn);
     this.batchCount++;
     this.writtenLsn = lastLsn;
