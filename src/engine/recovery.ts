@@ -269,10 +269,28 @@ export async function recoverDirectory(
   // before the crash may lack a synced directory entry. New batches will vouch (durableLsn) for
   // everything recovered, so make it durable first.
   const last = segments[segments.length - 1];
-  if (last !== undefined && last.writable) await last.handle.datasync();
+  if (last !== undefined && last.writable) {
+    // After a failed fdatasync Linux marks the pages clean: a restarted process still reads
+    // them, but a sync would not write them. Rewrite an unclean tail in place first.
+    if (!cleanShutdown && !last.sealed) await rewriteInPlace(last.handle, SEGMENT_HEADER_SIZE, last.sizeBytes);
+    await last.handle.datasync();
+  }
   await fs.syncDirectory(directory);
   const lastLsn = segments.length === 0 ? 0 : segments[segments.length - 1]!.lastLsn;
   return { segments, cleanShutdown, records, lastLsn, truncated, quarantined, removedFiles: listing.removed };
+}
+
+/** Reads and writes back `[from, to)` in bounded chunks, so every page of it is dirty again. */
+async function rewriteInPlace(handle: FileHandle, from: number, to: number): Promise<void> {
+  const chunk = Buffer.allocUnsafe(Math.min(4 * 1024 * 1024, Math.max(to - from, 1)));
+  for (let at = from; at < to; ) {
+    const length = Math.min(chunk.length, to - at);
+    const got = await readFully(handle, chunk, length, at);
+    if (got !== length) throw new Error(`short read while rewriting the tail at offset ${at}`);
+    const written = await handle.writev([chunk.subarray(0, length)], at);
+    if (written !== length) throw new Error(`short write while rewriting the tail at offset ${at}`);
+    at += length;
+  }
 }
 
 async function closeAll(segments: readonly RecoveredSegment[]): Promise<void> {
