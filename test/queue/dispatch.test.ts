@@ -88,8 +88,9 @@ describe('dispatch', () => {
         running[at]!--;
       });
     }
+    const drainedEvent = once(queue, 'drained');
     await queue.enqueueMany(Array.from({ length: count }, (_, n) => ({ name: 'job', data: n })));
-    await once(queue, 'drained');
+    await drainedEvent;
     expect(runs.size).toBe(count);
     expect([...runs.values()].every((times) => times === 1)).toBe(true);
     expect(handled.every((n) => n > 0)).toBe(true);
@@ -195,11 +196,12 @@ describe('dispatch', () => {
   test('stores the return value as the result, and a non-serialisable one as no result', async ({ dir }) => {
     const queue = await Queue.open(dir);
     queue.registerProcessor((job) => (job.data === 1 ? { ok: [1, 2] } : { bad: 1n }));
+    const drainedEvent = once(queue, 'drained');
     const [a, b] = await queue.enqueueMany([
       { name: 'job', data: 1 },
       { name: 'job', data: 2 },
     ]);
-    await once(queue, 'drained');
+    await drainedEvent;
     await queue.close();
     const reopened = await Queue.open(dir);
     expect(await reopened.getJob(a!)).toMatchObject({ state: 'completed', attempt: 1, result: { ok: [1, 2] } });
@@ -216,8 +218,9 @@ describe('dispatch', () => {
     queue.on('completed', (job, result) => events.push(`completed ${job.state} ${String(result)}`));
     queue.on('drained', () => events.push('drained'));
     queue.registerProcessor((job) => job.data.a + job.data.b);
+    const drainedEvent = once(queue, 'drained');
     await queue.enqueue('add', { a: 1, b: 2 });
-    await once(queue, 'drained');
+    await drainedEvent;
     expect(events).toEqual(['active 1', 'completed completed 3', 'drained']);
     await queue.close();
   });

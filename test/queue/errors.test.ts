@@ -83,8 +83,9 @@ describe('errors', () => {
     queue.registerProcessor(() => 'ok');
     const first = await queue.enqueue('job', 1);
     expect((await uncaught).message).toBe('listener bug');
+    const completedEvent = once(queue, 'completed');
     const second = await queue.enqueue('job', 2);
-    await once(queue, 'completed');
+    await completedEvent;
     expect((await queue.getJob(first))?.state).toBe('completed');
     expect((await queue.getJob(second))?.state).toBe('completed');
     await queue.close();

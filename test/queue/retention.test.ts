@@ -12,8 +12,9 @@ describe('retention', () => {
     queue.registerProcessor((job) => {
       if ((job.data as number) % 2 === 1) throw new Error('odd');
     });
+    const drainedEvent = once(queue, 'drained');
     const ids = await queue.enqueueMany(Array.from({ length: 10 }, (_, n) => ({ name: 'job', data: n })));
-    await once(queue, 'drained');
+    await drainedEvent;
     const kept = async (q: Queue) => (await Promise.all(ids.map((id) => q.getJob(id)))).map((job) => job?.state ?? '-');
     const expected = ['-', '-', '-', '-', 'completed', '-', 'completed', 'failed', 'completed', 'failed'];
     expect(await kept(queue)).toEqual(expected);
@@ -27,8 +28,9 @@ describe('retention', () => {
   test('defaults to keeping 1,000 completed jobs', async ({ dir }) => {
     const queue = await Queue.open(dir);
     queue.registerProcessor(() => undefined, { concurrency: 16 });
+    const drainedEvent = once(queue, 'drained');
     const ids = await queue.enqueueMany(Array.from({ length: 1005 }, (_, n) => ({ name: 'job', data: n })));
-    await once(queue, 'drained');
+    await drainedEvent;
     expect(queue.counts().completed).toBe(1000);
     expect(await queue.getJob(ids[4]!)).toBeUndefined();
     expect((await queue.getJob(ids[5]!))?.state).toBe('completed');
@@ -38,8 +40,9 @@ describe('retention', () => {
   test('removes finished jobs once they are older than ageMs, also at open', async ({ dir }) => {
     const queue = await Queue.open(dir, { removeOnComplete: { ageMs: 30 } });
     queue.registerProcessor(() => 'ok');
+    const completedEvent = once(queue, 'completed');
     const id = await queue.enqueue('job', 1);
-    await once(queue, 'completed');
+    await completedEvent;
     expect((await queue.getJob(id))?.state).toBe('completed');
     await waitUntil(async () => (await queue.getJob(id)) === undefined);
     expect(queue.counts().completed).toBe(0);
@@ -52,8 +55,9 @@ describe('retention', () => {
   test('removes a completed job at once with a count of 0, and frees its key', async ({ dir }) => {
     const queue = await Queue.open(dir, { removeOnComplete: 0 });
     queue.registerProcessor(() => 'ok');
+    const completedEvent = once(queue, 'completed');
     const id = await queue.enqueue('job', 1, { key: 'k' });
-    await once(queue, 'completed');
+    await completedEvent;
     expect(await queue.getJob(id)).toBeUndefined();
     expect(await queue.enqueue('job', 2, { key: 'k' })).toBeGreaterThan(id);
     await queue.close();

@@ -37,8 +37,9 @@ describe('retries', () => {
       if (job.attempt < 3) throw new Error('not yet');
       return 'done';
     });
+    const completedEvent = once(queue, 'completed');
     const id = await queue.enqueue('flaky', 1);
-    await once(queue, 'completed');
+    await completedEvent;
     const job = await queue.getJob(id);
     expect(job).toMatchObject({ state: 'completed', attempt: 3, result: 'done' });
     expect(job?.error).toBeUndefined();
@@ -58,8 +59,9 @@ describe('retries', () => {
       startedAt.push(Date.now());
       throw new Error('again');
     });
+    const failedEvent = once(queue, 'failed');
     await queue.enqueue('flaky', 1, { attempts: 4, backoff: { type: 'exponential', delayMs: 10 } });
-    await once(queue, 'failed');
+    await failedEvent;
     expect(startedAt).toHaveLength(4);
     // Each retry starts no earlier than its retryAt, and the gaps grow 10, 20, 40 ms.
     for (let at = 0; at < 3; at++) expect(startedAt[at + 1]).toBeGreaterThanOrEqual(delays[at]!);
@@ -75,8 +77,9 @@ describe('retries', () => {
     queue.registerProcessor(() => {
       throw new Error('first');
     });
+    const retryingEvent = once(queue, 'retrying');
     const id = await queue.enqueue('flaky', 1, { attempts: 2, backoff: 60_000 });
-    await once(queue, 'retrying');
+    await retryingEvent;
     await queue.close();
     const reopened = await Queue.open(dir);
     const job = await reopened.getJob(id);
@@ -92,8 +95,9 @@ describe('retries', () => {
       runs++;
       throw new UnrecoverableError('bad input');
     });
+    const failedEvent = once(queue, 'failed');
     const id = await queue.enqueue('job', 1, { attempts: 5 });
-    const [, error] = (await once(queue, 'failed')) as [Job, Error];
+    const [, error] = (await failedEvent) as [Job, Error];
     expect(runs).toBe(1);
     expect(error).toBeInstanceOf(UnrecoverableError);
     expect(await queue.getJob(id)).toMatchObject({ state: 'failed', attempt: 1, error: { code: ErrorCode.unrecoverable } });
@@ -112,8 +116,9 @@ describe('retries', () => {
           });
         }),
     );
+    const failedEvent = once(queue, 'failed');
     const id = await queue.enqueue('slow', 1, { timeoutMs: 20 });
-    const [job, error] = (await once(queue, 'failed')) as [Job, Error];
+    const [job, error] = (await failedEvent) as [Job, Error];
     expect(error).toBeInstanceOf(TimeoutError);
     expect(reason).toBe(error);
     expect(job).toMatchObject({ id, state: 'failed', error: { code: ErrorCode.timeout } });
@@ -158,11 +163,12 @@ describe('retries', () => {
       },
       { concurrency: 1 },
     );
+    const failedEvent = once(queue, 'failed');
     const [first, second] = await queue.enqueueMany([
       { name: 'a', data: 1, options: { timeoutMs: 10 } },
       { name: 'b', data: 2 },
     ]);
-    await once(queue, 'failed');
+    await failedEvent;
     await new Promise((resolve) => setTimeout(resolve, 20));
     expect(seen).toEqual([first]);
     stuck.resolve();
