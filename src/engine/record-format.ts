@@ -49,6 +49,13 @@ export interface RecordHeader {
   readonly durableLsn: number;
 }
 
+/** A header a hot loop decodes into again and again (replay allocates nothing per record). */
+export type MutableRecordHeader = { -readonly [K in keyof RecordHeader]: RecordHeader[K] };
+
+export function emptyRecordHeader(): MutableRecordHeader {
+  return { headerCrc: 0, payloadLength: 0, payloadCrc: 0, type: 0, flags: 0, lsn: 0, durableLsn: 0 };
+}
+
 function writeU64(target: Buffer, offset: number, value: number): void {
   target.writeUInt32LE(value % 0x1_0000_0000, offset);
   target.writeUInt32LE(Math.floor(value / 0x1_0000_0000), offset + 4);
@@ -110,8 +117,14 @@ export function encodeRecordHeader(
  * Precondition: at least RECORD_HEADER_SIZE bytes are available at `offset`.
  */
 export function decodeRecordHeader(source: Uint8Array, offset: number): RecordHeader | undefined {
+  const header = emptyRecordHeader();
+  return decodeRecordHeaderInto(source, offset, header) ? header : undefined;
+}
+
+/** decodeRecordHeader into `target`; false (target unspecified) when the header is not valid. */
+export function decodeRecordHeaderInto(source: Uint8Array, offset: number, target: MutableRecordHeader): boolean {
   const headerCrc = readU32(source, offset);
-  if (crc32Range(source, offset + 4, offset + RECORD_HEADER_SIZE) !== headerCrc) return undefined;
+  if (crc32Range(source, offset + 4, offset + RECORD_HEADER_SIZE) !== headerCrc) return false;
   const type = source[offset + 12]!;
   const flags = source[offset + 13]!;
   const reserved = source[offset + 14]! | source[offset + 15]!;
@@ -119,11 +132,18 @@ export function decodeRecordHeader(source: Uint8Array, offset: number): RecordHe
   const lsn = readU64(source, offset + 16);
   const durableLsn = readU64(source, offset + 24);
   // A header whose checksum holds but whose fields are impossible was written by something else.
-  if (type < RecordType.data || type > RecordType.close) return undefined;
-  if ((flags & ~KNOWN_FLAGS) !== 0 || reserved !== 0) return undefined;
-  if (!(lsn >= 0) || !(durableLsn >= 0) || durableLsn > lsn) return undefined;
-  if (payloadLength > MAX_RECORD_SIZE_LIMIT) return undefined;
-  return { headerCrc, payloadLength, payloadCrc: readU32(source, offset + 8), type, flags, lsn, durableLsn };
+  if (type < RecordType.data || type > RecordType.close) return false;
+  if ((flags & ~KNOWN_FLAGS) !== 0 || reserved !== 0) return false;
+  if (!(lsn >= 0) || !(durableLsn >= 0) || durableLsn > lsn) return false;
+  if (payloadLength > MAX_RECORD_SIZE_LIMIT) return false;
+  target.headerCrc = headerCrc;
+  target.payloadLength = payloadLength;
+  target.payloadCrc = readU32(source, offset + 8);
+  target.type = type;
+  target.flags = flags;
+  target.lsn = lsn;
+  target.durableLsn = durableLsn;
+  return true;
 }
 
 export function encodeSealPayload(dataRecordCount: number, lastLsn: number): Buffer {

@@ -4,7 +4,7 @@
 // a torn tail or corruption is decided by recovery.ts, which knows where the segment sits.
 import type { FileHandle } from './file-system.ts';
 import { crc32Range } from './crc.ts';
-import { decodeRecordHeader, RECORD_HEADER_SIZE } from './record-format.ts';
+import { decodeRecordHeader, decodeRecordHeaderInto, emptyRecordHeader, RECORD_HEADER_SIZE } from './record-format.ts';
 import type { RecordHeader } from './record-format.ts';
 
 export const DEFAULT_SCAN_CHUNK_BYTES = 4 * 1024 * 1024;
@@ -21,7 +21,7 @@ export type ScanDamage =
   | 'payload-crc';
 
 /**
- * Called per valid record; `payload` is a view valid only during the call (or until the
+ * Called per valid record; `header` is reused for the next record and `payload` is a view valid only during the call (or until the
  * returned promise settles: the scan waits for it). Return false to stop.
  */
 export type RecordVisitor = (header: RecordHeader, payload: Buffer, offset: number) => boolean | void | Promise<boolean | void>;
@@ -63,6 +63,7 @@ export async function scanSegment(
   let bufferStart = startOffset; // file offset of buffer[0]
   let bufferEnd = startOffset; // file offset just past the valid bytes in buffer
   let position = startOffset;
+  const header = emptyRecordHeader();
 
   const ensure = async (needed: number): Promise<void> => {
     if (position + needed <= bufferEnd) return;
@@ -78,8 +79,7 @@ export async function scanSegment(
     await ensure(RECORD_HEADER_SIZE);
     if (bufferEnd - position < RECORD_HEADER_SIZE) return { endOffset: position, damage: 'short-header', stopped: false };
     const at = position - bufferStart;
-    const header = decodeRecordHeader(buffer, at);
-    if (header === undefined) return { endOffset: position, damage: 'header-crc', stopped: false };
+    if (!decodeRecordHeaderInto(buffer, at, header)) return { endOffset: position, damage: 'header-crc', stopped: false };
     const total = RECORD_HEADER_SIZE + header.payloadLength;
     if (position + total > fileSize) return { endOffset: position, damage: 'payload-past-eof', stopped: false };
     await ensure(total);
