@@ -42,6 +42,8 @@ export interface DispatcherHost {
   readonly index: JobIndex;
   readonly cache: PayloadCache;
   readonly events: EventEmitter<QueueEvents<DefaultJobMap>>;
+  /** Called after each record the dispatcher appends, with its payload bytes (compaction's trigger counts them). */
+  appended(payloadBytes: number): void;
 }
 
 interface ProcessorEntry {
@@ -292,12 +294,16 @@ export class Dispatcher {
     const { slot, id, attempt } = execution;
     assertTransition(RecordKind.completed, index.state(slot), index.attemptsMade(slot), attempt);
     const finishedAt = Date.now();
-    let appended = this.#append(encodeCompleted(id, attempt, finishedAt, encodeResult(value)));
+    let record = encodeCompleted(id, attempt, finishedAt, encodeResult(value));
+    let appended = this.#append(record);
     // Refused without a write: the result alone is above maxRecordSize, so keep the job's
     // completion and drop its result.
-    if (appended === undefined && this.#canAppend()) appended = this.#append(encodeCompleted(id, attempt, finishedAt, undefined));
+    if (appended === undefined && this.#canAppend()) {
+      record = encodeCompleted(id, attempt, finishedAt, undefined);
+      appended = this.#append(record);
+    }
     if (appended === undefined) return;
-    index.completed(slot, finishedAt, log.lastLocation);
+    index.completed(slot, finishedAt, log.lastLocation, record.length);
     this.#armExpiryTimer();
     const seq = ++this.#outcomeSeq;
     appended.then(
@@ -322,13 +328,17 @@ export class Dispatcher {
     const willRetry = added !== undefined && !isUnrecoverable(error) && attempt < added.maxAttempts;
     const retryAt = willRetry ? now + backoffDelayMs(added.backoff, attempt) : 0;
     const fields = { id, attempt, finishedAt: now, willRetry, retryAt, stalled: false };
-    let appended = this.#append(encodeFailed({ ...fields, error }));
+    let record = encodeFailed({ ...fields, error });
+    let appended = this.#append(record);
     // Refused without a write: even the truncated stack is above maxRecordSize.
-    if (appended === undefined && this.#canAppend()) appended = this.#append(encodeFailed({ ...fields, error: leanError(error) }));
+    if (appended === undefined && this.#canAppend()) {
+      record = encodeFailed({ ...fields, error: leanError(error) });
+      appended = this.#append(record);
+    }
     if (appended === undefined) return;
     const location = log.lastLocation;
-    if (willRetry) index.retrying(slot, retryAt, location, now);
-    else index.failed(slot, now, location, false);
+    if (willRetry) index.retrying(slot, retryAt, location, now, record.length);
+    else index.failed(slot, now, location, false, record.length);
     this.#armExpiryTimer();
     const seq = ++this.#outcomeSeq;
     appended.then(
@@ -395,6 +405,7 @@ export class Dispatcher {
       appended.catch(() => undefined);
       return undefined;
     }
+    this.#host.appended(payload.length);
     return appended;
   }
 

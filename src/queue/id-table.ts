@@ -75,6 +75,20 @@ export class IdTable {
     return true;
   }
 
+  /**
+   * An independent copy (pages are copied, not shared): compaction keeps the id→slot map of the
+   * moment it cut the log while the live table moves on. O(pages + sparse ids), a memcpy each.
+   */
+  clone(): IdTable {
+    const copy = new IdTable();
+    for (const [pageNumber, page] of this.#pages) copy.#pages.set(pageNumber, { slots: page.slots.slice(), live: page.live });
+    for (const [id, slot] of this.#sparse) copy.#sparse.set(id, slot);
+    copy.#newestPageNumber = this.#newestPageNumber;
+    copy.#newestPage = copy.#pages.get(this.#newestPageNumber);
+    copy.#size = this.#size;
+    return copy;
+  }
+
   #dropPage(pageNumber: number, page: Page): void {
     const base = pageNumber * PAGE_SIZE;
     for (let offset = 0; page.live > 0 && offset < PAGE_SIZE; offset++) {

@@ -1,9 +1,13 @@
 // The in-memory index of every live job: its state, its place in the pending or delayed heap,
 // where its records are in the log, its idempotency key, and the retained completed/failed
 // jobs. It holds no payloads and no per-job objects: each job is a slot in a set of typed-array
-// columns (about 43 bytes) plus 4 bytes in the id→slot table, so a backlog of millions of
+// columns (about 51 bytes) plus 4 bytes in the id→slot table, so a backlog of millions of
 // replayed jobs stays small (docs/queue.md has the measured figure). It does no I/O; the queue decides what
 // to append and then updates the index.
+//
+// It also keeps, per job, the bytes of its added and last outcome records, and their sum over
+// all live jobs: what a snapshot of the queue would hold, which compaction's trigger compares
+// with the size of the log without reading anything.
 //
 // Two modes: while replaying, state changes only set columns (a started record can name a job
 // deep inside the heap); finishReplay() then builds both heaps in O(n). After that, every
@@ -29,6 +33,25 @@ export interface Retention {
 /** Sentinel for "no record" in the location columns. */
 export const NO_LOCATION = -1;
 
+/** The live jobs of an index at one moment, copied (see JobIndex.capture). Indexed by slot. */
+export interface IndexCapture {
+  readonly liveJobs: number;
+  readonly recordBytes: number;
+  readonly leaseBound: number;
+  /** Id → slot in these columns. */
+  readonly slots: IdTable;
+  readonly ids: Float64Array;
+  /** StateCode.none marks a free slot. */
+  readonly states: Uint8Array;
+  readonly runAts: Float64Array;
+  readonly locations: Float64Array;
+  readonly outcomeLocations: Float64Array;
+  readonly stalls: Uint16Array;
+  readonly attemptsMade: Uint32Array;
+}
+
+const NO_SIZES = { addedBytes: 0, outcomeBytes: 0 } as const;
+
 const INITIAL_CAPACITY = 1024;
 
 export class JobIndex {
@@ -43,6 +66,12 @@ export class JobIndex {
   #states = new Uint8Array(INITIAL_CAPACITY);
   #stalls = new Uint16Array(INITIAL_CAPACITY);
   #attemptsMade = new Uint32Array(INITIAL_CAPACITY);
+  /** Payload bytes of the job's added record (0 when the caller did not say). */
+  #addedBytes = new Uint32Array(INITIAL_CAPACITY);
+  /** Payload bytes of its last completed/failed record, 0 when none. */
+  #outcomeBytes = new Uint32Array(INITIAL_CAPACITY);
+  /** Sum of #addedBytes and #outcomeBytes over live jobs. */
+  #recordBytes = 0;
   /** Slots ever used; slots at or above it are untouched. */
   #highWater = 0;
   #freeSlots = new Int32Array(256);
@@ -101,6 +130,11 @@ export class JobIndex {
 
   get size(): number {
     return this.#slotById.size;
+  }
+
+  /** Payload bytes of the added and last outcome records of every live job. */
+  get recordBytes(): number {
+    return this.#recordBytes;
   }
 
   /** The slot of a live job, or -1. */
@@ -162,8 +196,8 @@ export class JobIndex {
   // Changes. Each one is the in-memory side of one record kind; the caller has already checked
   // the transition with assertTransition.
 
-  /** A new job (added record). Returns its slot. */
-  add(id: number, priority: number, runAt: number, location: number, key: string, now: number): number {
+  /** A new job (added record of `addedBytes` payload bytes). Returns its slot. */
+  add(id: number, priority: number, runAt: number, location: number, key: string, now: number, addedBytes = 0): number {
     // Replay checks that added ids increase and enqueue takes fresh ids: a duplicate is a bug.
     if (verifyEnabled) assert(this.#slotById.get(id) === -1, `job ${id} added twice`);
     const slot = this.#allocateSlot(id);
@@ -173,6 +207,7 @@ export class JobIndex {
     this.#outcomeLocations[slot] = NO_LOCATION;
     this.#stalls[slot] = 0;
     this.#attemptsMade[slot] = 0;
+    this.#setRecordBytes(slot, addedBytes, 0);
     if (key !== '') this.#holdKey(id, key);
     this.noteId(id);
     this.#enterWaiting(slot, runAt, now);
@@ -187,6 +222,7 @@ export class JobIndex {
     location: number,
     hasOutcome: boolean,
     now: number,
+    sizes: { addedBytes: number; outcomeBytes: number } = NO_SIZES,
   ): number {
     assert(this.#slotById.get(id) === -1, `job ${id} restored twice`);
     assert(state !== StateCode.none, 'a snapshot is of a live job');
@@ -197,6 +233,7 @@ export class JobIndex {
     this.#outcomeLocations[slot] = hasOutcome ? location : NO_LOCATION;
     this.#stalls[slot] = fields.stalls;
     this.#attemptsMade[slot] = fields.attemptsMade;
+    this.#setRecordBytes(slot, sizes.addedBytes, sizes.outcomeBytes);
     this.noteId(id);
     if (state === StateCode.pending || state === StateCode.delayed) {
       if (fields.key !== '') this.#holdKey(id, fields.key);
@@ -227,23 +264,26 @@ export class JobIndex {
     this.#setState(slot, StateCode.active);
   }
 
-  completed(slot: number, finishedAt: number, outcomeLocation: number): void {
+  completed(slot: number, finishedAt: number, outcomeLocation: number, outcomeBytes = 0): void {
     this.#attemptsMade[slot] = this.#attemptsMade[slot]! + 1;
     this.#outcomeLocations[slot] = outcomeLocation;
+    this.#setRecordBytes(slot, this.#addedBytes[slot]!, outcomeBytes);
     this.#finish(slot, StateCode.completed, finishedAt);
   }
 
-  failed(slot: number, finishedAt: number, outcomeLocation: number, stalled: boolean): void {
+  failed(slot: number, finishedAt: number, outcomeLocation: number, stalled: boolean, outcomeBytes = 0): void {
     if (stalled) this.#stalls[slot] = this.#stalls[slot]! + 1;
     this.#attemptsMade[slot] = this.#attemptsMade[slot]! + 1;
     this.#outcomeLocations[slot] = outcomeLocation;
+    this.#setRecordBytes(slot, this.#addedBytes[slot]!, outcomeBytes);
     this.#finish(slot, StateCode.failed, finishedAt);
   }
 
   /** A failed attempt with attempts left: waiting again until `retryAt`. */
-  retrying(slot: number, retryAt: number, outcomeLocation: number, now: number): void {
+  retrying(slot: number, retryAt: number, outcomeLocation: number, now: number, outcomeBytes = 0): void {
     this.#attemptsMade[slot] = this.#attemptsMade[slot]! + 1;
     this.#outcomeLocations[slot] = outcomeLocation;
+    this.#setRecordBytes(slot, this.#addedBytes[slot]!, outcomeBytes);
     this.#runAts[slot] = retryAt;
     this.#enterWaiting(slot, retryAt, now);
   }
@@ -259,6 +299,38 @@ export class JobIndex {
     const state = this.#states[slot]!;
     assert(this.#replaying || state === StateCode.completed || state === StateCode.failed, 'live removal of a waiting job');
     this.#releaseSlot(slot);
+  }
+
+  /**
+   * Points a job at the copies of its records a compaction wrote (the old ones go away with the
+   * next compaction). Changes nothing else: the copies hold the same bytes.
+   */
+  relocate(slot: number, location: number, outcomeLocation: number): void {
+    assert(this.#states[slot] !== StateCode.none, `relocating free slot ${slot}`);
+    this.#locations[slot] = location;
+    this.#outcomeLocations[slot] = outcomeLocation;
+  }
+
+  /**
+   * Copies what a snapshot needs of every live job, as it is right now: the columns (one
+   * memcpy each) and the id→slot table. Compaction calls it in the same tick as log.cut(), so
+   * the copy holds exactly the effect of the records up to the cut.
+   */
+  capture(): IndexCapture {
+    const end = this.#highWater;
+    return {
+      liveJobs: this.#slotById.size,
+      recordBytes: this.#recordBytes,
+      leaseBound: this.#leaseBound,
+      slots: this.#slotById.clone(),
+      ids: this.#ids.slice(0, end),
+      states: this.#states.slice(0, end),
+      runAts: this.#runAts.slice(0, end),
+      locations: this.#locations.slice(0, end),
+      outcomeLocations: this.#outcomeLocations.slice(0, end),
+      stalls: this.#stalls.slice(0, end),
+      attemptsMade: this.#attemptsMade.slice(0, end),
+    };
   }
 
   // -------------------------------------------------------------------------------------------
@@ -388,6 +460,12 @@ export class JobIndex {
     counts[state]!++;
   }
 
+  #setRecordBytes(slot: number, addedBytes: number, outcomeBytes: number): void {
+    this.#recordBytes += addedBytes + outcomeBytes - this.#addedBytes[slot]! - this.#outcomeBytes[slot]!;
+    this.#addedBytes[slot] = addedBytes;
+    this.#outcomeBytes[slot] = outcomeBytes;
+  }
+
   #holdKey(id: number, key: string): void {
     this.#idByKey.set(key, id);
     this.#keyById.set(id, key);
@@ -416,6 +494,7 @@ export class JobIndex {
   #releaseSlot(slot: number): void {
     const id = this.#ids[slot]!;
     this.#releaseKey(id);
+    this.#setRecordBytes(slot, 0, 0);
     this.#setState(slot, StateCode.none);
     this.#slotById.delete(id);
     if (this.#freeCount === this.#freeSlots.length) {
@@ -436,21 +515,26 @@ export class JobIndex {
     this.#states = grow(this.#states, new Uint8Array(capacity));
     this.#stalls = grow(this.#stalls, new Uint16Array(capacity));
     this.#attemptsMade = grow(this.#attemptsMade, new Uint32Array(capacity));
+    this.#addedBytes = grow(this.#addedBytes, new Uint32Array(capacity));
+    this.#outcomeBytes = grow(this.#outcomeBytes, new Uint32Array(capacity));
   }
 
   /** O(n): counters, heaps, keys and the id map agree with the state column. */
   check(): void {
     const seen = { pending: 0, delayed: 0, active: 0, completed: 0, failed: 0 };
     let live = 0;
+    let recordBytes = 0;
     for (let slot = 0; slot < this.#highWater; slot++) {
       const state = this.#states[slot]! as StateCode;
       if (state === StateCode.none) continue;
       live++;
+      recordBytes += this.#addedBytes[slot]! + this.#outcomeBytes[slot]!;
       seen[stateName(state)]++;
       assert(this.#slotById.get(this.#ids[slot]!) === slot, `slot ${slot} not in the id map`);
       assert(this.#ids[slot]! < this.#nextId, `job ${this.#ids[slot]} not below nextId ${this.#nextId}`);
     }
     assert(live === this.#slotById.size, `id map holds ${this.#slotById.size} jobs, columns ${live}`);
+    assert(recordBytes === this.#recordBytes, `record bytes: counted ${this.#recordBytes}, found ${recordBytes}`);
     const counted = this.counts();
     for (const name of STATE_NAMES) assert(seen[name] === counted[name], `${name}: counted ${counted[name]}, found ${seen[name]}`);
     if (this.#replaying) return;

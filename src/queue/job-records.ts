@@ -54,7 +54,7 @@ const ATTEMPT_RECORD_SIZE = 12;
 const STALLED_RECORD_SIZE = 14;
 const COMPLETED_HEADER_SIZE = 20;
 const FAILED_HEADER_SIZE = 38;
-const SNAPSHOT_HEADER_SIZE = 32;
+export const SNAPSHOT_HEADER_SIZE = 32;
 /** Largest id a record can carry (u48); far beyond what a queue assigns in its life. */
 export const MAX_JOB_ID = 2 ** 48 - 1;
 /** Longest job name, in UTF-8 bytes (its length is a u8). */

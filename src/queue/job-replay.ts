@@ -46,7 +46,7 @@ export function replayRecord(index: JobIndex, payload: Buffer, location: number,
     // Invariant: enqueue assigns ids in the order it appends, so added records replay in id order.
     assertAddedOrder(index, id, location, directory);
     assertTransition(kind, StateCode.none, 0, 0);
-    index.add(id, addedPriority(payload), addedRunAt(payload), location, addedKey(payload), now);
+    index.add(id, addedPriority(payload), addedRunAt(payload), location, addedKey(payload), now, payload.length);
     return;
   }
   if (kind === RecordKind.snapshot) {
@@ -63,11 +63,11 @@ export function replayRecord(index: JobIndex, payload: Buffer, location: number,
       index.markStarted(slot);
       return;
     case RecordKind.completed:
-      index.completed(slot, completedFinishedAt(payload), location);
+      index.completed(slot, completedFinishedAt(payload), location, payload.length);
       return;
     case RecordKind.failed:
-      if (failedWillRetry(payload)) index.retrying(slot, failedRetryAt(payload), location, now);
-      else index.failed(slot, failedFinishedAt(payload), location, failedStalled(payload));
+      if (failedWillRetry(payload)) index.retrying(slot, failedRetryAt(payload), location, now, payload.length);
+      else index.failed(slot, failedFinishedAt(payload), location, failedStalled(payload), payload.length);
       return;
     case RecordKind.released:
       index.requeued(slot, index.stalls(slot), now);
@@ -112,5 +112,6 @@ function replaySnapshot(index: JobIndex, payload: Buffer, location: number, now:
     location,
     snapshot.outcome.length > 0,
     now,
+    { addedBytes: snapshot.added.length, outcomeBytes: snapshot.outcome.length },
   );
 }

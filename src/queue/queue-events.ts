@@ -1,4 +1,5 @@
 // The events a Queue emits and their arguments, as the @types/node typed EventEmitter map.
+import type { CompactionReport } from './compaction.ts';
 import type { DefaultJobMap, Job, JobMap } from './job.ts';
 
 /**
@@ -28,4 +29,9 @@ export type QueueEvents<J extends JobMap = DefaultJobMap> = {
    * EventEmitter, an 'error' without a listener is thrown (as an uncaught exception).
    */
   error: [error: Error];
+  /**
+   * A compaction committed: the log's segments up to its cut (`report.bytesBefore`) were
+   * replaced by one holding only live jobs (`report.bytesAfter`). Counters: `queue.stats()`.
+   */
+  compacted: [report: CompactionReport];
 };

@@ -13,6 +13,24 @@ export type KeepJobs = number | { readonly count?: number | undefined; readonly 
 /** Job options that can have a queue-wide default. */
 export type DefaultJobOptions = Pick<JobOptions, 'priority' | 'attempts' | 'backoff' | 'timeoutMs' | 'maxStalls'>;
 
+/** When compaction starts on its own. Both conditions must hold. */
+export interface CompactionOptions {
+  /**
+   * The log (every segment file) must be at least this large, in bytes. Below it, the space
+   * compaction could return is not worth a rewrite.
+   * @default 67108864 (64 MiB)
+   */
+  readonly minSizeBytes?: number | undefined;
+  /**
+   * At least this fraction of the log must be dead: records of jobs that are gone and
+   * superseded state changes. Dead bytes are estimated from memory (log size − the bytes a
+   * snapshot of the live jobs takes), so checking costs no I/O. From 0 to 1, exclusive.
+   * The default keeps the log under about twice its live data.
+   * @default 0.5
+   */
+  readonly deadRatio?: number | undefined;
+}
+
 export interface QueueOptions {
   /**
    * When an enqueue resolves, and what a crash can then lose (per-job `durability` overrides it).
@@ -56,6 +74,13 @@ export interface QueueOptions {
    * @default 67108864 (64 MiB)
    */
   readonly payloadCacheBytes?: number | undefined;
+  /**
+   * Automatic compaction: rewrites the log to hold only live jobs when it is large and mostly
+   * dead, while the queue keeps running (docs/compaction.md). `false` turns it off;
+   * `queue.compact()` works either way. A crash during compaction loses nothing.
+   * @default { minSizeBytes: 67108864, deadRatio: 0.5 }
+   */
+  readonly compaction?: false | CompactionOptions | undefined;
   /** @internal The disk; tests pass a simulated one. */
   readonly fileSystem?: FileSystem | undefined;
 }
@@ -73,12 +98,22 @@ export interface ResolvedQueueOptions {
   readonly jobDefaults: ResolvedJobOptions;
   readonly retention: Retention;
   readonly payloadCacheBytes: number;
+  readonly compaction: CompactionPolicy;
+}
+
+export interface CompactionPolicy {
+  /** False: only queue.compact() compacts. */
+  readonly auto: boolean;
+  readonly minSizeBytes: number;
+  readonly deadRatio: number;
 }
 
 export const DEFAULT_KEEP_JOBS = 1000;
 export const DEFAULT_MAX_STALLS = 3;
 export const MAX_STALLS_LIMIT = 1000;
 export const DEFAULT_PAYLOAD_CACHE_BYTES = 64 * 1024 * 1024;
+export const DEFAULT_COMPACTION_MIN_SIZE_BYTES = 64 * 1024 * 1024;
+export const DEFAULT_COMPACTION_DEAD_RATIO = 0.5;
 const MAX_ATTEMPTS_LIMIT = 2 ** 31;
 const MAX_TIMEOUT_MS = 2 ** 31 - 1;
 const INT32_MIN = -(2 ** 31);
@@ -181,6 +216,29 @@ function resolveDefaults(value: unknown): ResolvedJobOptions {
   };
 }
 
+function resolveCompaction(value: unknown): CompactionPolicy {
+  const defaults = { auto: true, minSizeBytes: DEFAULT_COMPACTION_MIN_SIZE_BYTES, deadRatio: DEFAULT_COMPACTION_DEAD_RATIO };
+  if (value === undefined) return defaults;
+  if (value === false) return { ...defaults, auto: false };
+  checkObject(value, 'compaction');
+  const options = value as CompactionOptions;
+  let deadRatio = defaults.deadRatio;
+  if (options.deadRatio !== undefined) {
+    if (typeof options.deadRatio !== 'number') throw new TypeError(`compaction.deadRatio must be a number, got ${typeof options.deadRatio}`);
+    // 0 would compact again right after every compaction; 1 would never compact.
+    if (!(options.deadRatio > 0 && options.deadRatio < 1)) throw new RangeError(`compaction.deadRatio must be above 0 and below 1, got ${options.deadRatio}`);
+    deadRatio = options.deadRatio;
+  }
+  return {
+    auto: true,
+    minSizeBytes:
+      options.minSizeBytes === undefined
+        ? defaults.minSizeBytes
+        : checkInteger(options.minSizeBytes, 'compaction.minSizeBytes', 0, Number.MAX_SAFE_INTEGER),
+    deadRatio,
+  };
+}
+
 /** Validates the queue-level options; the engine's own options are validated by Log.open. */
 export function resolveQueueOptions(options: QueueOptions | undefined): ResolvedQueueOptions {
   if (options === undefined) options = {};
@@ -196,6 +254,7 @@ export function resolveQueueOptions(options: QueueOptions | undefined): Resolved
       options.payloadCacheBytes === undefined
         ? DEFAULT_PAYLOAD_CACHE_BYTES
         : checkInteger(options.payloadCacheBytes, 'payloadCacheBytes', 0, Number.MAX_SAFE_INTEGER),
+    compaction: resolveCompaction(options.compaction),
   };
 }
 

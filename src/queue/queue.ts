@@ -1,12 +1,16 @@
 // Queue: the public job queue on top of one Log. It owns the lifecycle (open = replay the log
-// into the index, settle the jobs the last process left running; close = stop dispatching, wait
-// or release, close the log), enqueueing (encode, append, then index), reads (getJob, counts),
-// and hands running jobs to the Dispatcher. Semantics: docs/queue.md.
+// into the index, settle the jobs the last process left running; close = stop compacting and
+// dispatching, wait or release, close the log), enqueueing (encode, append, then index), reads
+// (getJob, counts, stats),
+// hands running jobs to the Dispatcher, and lets the Compactor rewrite the log. Semantics:
+// docs/queue.md and docs/compaction.md.
 import { EventEmitter } from 'node:events';
 import { assert, verify } from '../engine/assert.ts';
 import { Log, locationAfter } from '../engine/log.ts';
 import type { Durability } from '../engine/log.ts';
 import { ClosedError, PoisonedError, StalledError } from '../errors.ts';
+import { Compactor } from './compaction.ts';
+import type { CompactionReport, QueueStats, UnindexedBatch } from './compaction.ts';
 import { Dispatcher } from './dispatcher.ts';
 import { encodeData, type EncodedData } from './job-data.ts';
 import { JobIndex, NO_LOCATION, stateName } from './job-index.ts';
@@ -89,7 +93,10 @@ export class Queue<J extends JobMap = DefaultJobMap> extends EventEmitter<QueueE
   readonly #options: ResolvedQueueOptions;
   readonly #cache: PayloadCache;
   readonly #dispatcher: Dispatcher;
+  readonly #compactor: Compactor;
   readonly #inflightKeys = new Map<string, InflightKey>();
+  /** Enqueues appended but not yet indexed: a compaction cutting the log now must keep them. */
+  readonly #unindexed = new Set<UnindexedBatch>();
   /** The meta record of the latest id lease, until it is synced. */
   #leaseSyncing: Promise<void> | undefined;
   #status: 'open' | 'closing' | 'closed' = 'open';
@@ -101,11 +108,21 @@ export class Queue<J extends JobMap = DefaultJobMap> extends EventEmitter<QueueE
     this.#index = index;
     this.#options = options;
     this.#cache = new PayloadCache(options.payloadCacheBytes);
+    const compactor = new Compactor({
+      log,
+      index,
+      policy: options.compaction,
+      unindexed: () => this.#unindexed,
+      accepting: () => this.#status === 'open',
+      compacted: (report) => this.#emitSafely('compacted', report),
+    });
+    this.#compactor = compactor;
     this.#dispatcher = new Dispatcher({
       log,
       index,
       cache: this.#cache,
       events: this as unknown as EventEmitter<QueueEvents<DefaultJobMap>>,
+      appended: (payloadBytes) => compactor.noteAppended(payloadBytes),
     });
     log.on('poisoned', (error) => this.#dispatcher.fail(error));
   }
@@ -257,7 +274,9 @@ export class Queue<J extends JobMap = DefaultJobMap> extends EventEmitter<QueueE
     const bound = highestId + 1 + ID_LEASE;
     index.noteLease(bound);
     // Every enqueue until this record is synced waits for it, not only the one that crossed.
-    const syncing = this.#log.append(encodeMeta(bound), SYNC);
+    const meta = encodeMeta(bound);
+    const syncing = this.#log.append(meta, SYNC);
+    this.#compactor.noteAppended(meta.length);
     this.#leaseSyncing = syncing;
     const done = (): void => {
       if (this.#leaseSyncing === syncing) this.#leaseSyncing = undefined;
@@ -272,25 +291,33 @@ export class Queue<J extends JobMap = DefaultJobMap> extends EventEmitter<QueueE
     const options = durability === this.#options.durability ? undefined : { durability };
     const appended = records.length === 1 ? this.#log.append(records[0]!, options) : this.#log.appendGroup(records, options);
     const firstLocation = this.#log.lastLocation;
+    const batch: { firstLocation: number; jobs: PreparedJob[]; acknowledged: Promise<void> } = { firstLocation, jobs, acknowledged: appended };
     const acknowledged = appended.then(
-      () => this.#indexAdded(jobs, firstLocation),
+      () => this.#indexAdded(batch),
       (error: unknown) => {
+        this.#unindexed.delete(batch);
         for (const job of jobs) this.#releaseInflightKey(job);
         throw error;
       },
     );
+    batch.acknowledged = acknowledged;
+    this.#unindexed.add(batch);
     for (const job of jobs) {
       if (job.key !== '') this.#inflightKeys.set(job.key, { id: job.id, acknowledged });
     }
+    let appendedBytes = 0;
+    for (const record of records) appendedBytes += record.length;
+    this.#compactor.noteAppended(appendedBytes);
     return acknowledged;
   }
 
-  #indexAdded(jobs: PreparedJob[], firstLocation: number): void {
-    let location = firstLocation;
+  #indexAdded(batch: UnindexedBatch & { jobs: PreparedJob[] }): void {
+    this.#unindexed.delete(batch);
+    let location = batch.firstLocation;
     const now = Date.now();
-    for (const job of jobs) {
+    for (const job of batch.jobs) {
       assertTransition(RecordKind.added, StateCode.none, 0, 0);
-      const slot = this.#index.add(job.id, job.priority, job.runAt, location, job.key, now);
+      const slot = this.#index.add(job.id, job.priority, job.runAt, location, job.key, now, job.record.length);
       if (job.key !== '') this.#releaseInflightKey(job);
       this.#cache.offer(slot, job.record);
       location = locationAfter(location, job.record.length);
@@ -369,9 +396,11 @@ export class Queue<J extends JobMap = DefaultJobMap> extends EventEmitter<QueueE
     const location = index.location(slot);
     const outcomeLocation = index.outcomeLocation(slot);
     const cached = this.#cache.get(slot);
+    // After a compaction both parts may be in one snapshot record: read it once.
+    const addedRead = cached ?? this.#log.read(location);
     const [addedPayload, outcomePayload] = await Promise.all([
-      cached ?? this.#log.read(location),
-      outcomeLocation === NO_LOCATION ? undefined : this.#log.read(outcomeLocation),
+      addedRead,
+      outcomeLocation === NO_LOCATION ? undefined : outcomeLocation === location ? addedRead : this.#log.read(outcomeLocation),
     ]);
     const added = decodeAdded(addedPart(addedPayload));
     assert(added.id === id, `record of job ${added.id} read for job ${id}`);
@@ -408,6 +437,29 @@ export class Queue<J extends JobMap = DefaultJobMap> extends EventEmitter<QueueE
     return this.#index.counts();
   }
 
+  /** The log's size, the part of it that is live, and what compaction has done. From memory. @throws ClosedError once closed. */
+  stats(): QueueStats {
+    this.#assertNotClosed();
+    const log = this.#log.stats();
+    return { logBytes: log.sizeBytes, segments: log.segments, liveBytes: this.#compactor.liveBytes, compaction: this.#compactor.stats() };
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Compaction
+
+  /**
+   * Rewrites the log to hold only what is live (pending, delayed, active and retained jobs, and
+   * the id lease) and deletes the rest, while enqueueing and processing go on. A crash at any
+   * moment leaves the queue as it was. Runs one at a time: a call while a compaction runs (also
+   * an automatic one) returns that one's promise. Emits `'compacted'` with the same report.
+   * @throws ClosedError once close() was called (a running compaction is abandoned by close).
+   * @throws PoisonedError after an I/O failure; any I/O error of the compaction itself, which
+   *   leaves the log as it was.
+   */
+  compact(): Promise<CompactionReport> {
+    return this.#compactor.compact();
+  }
+
   // -------------------------------------------------------------------------------------------
   // Lifecycle
 
@@ -432,6 +484,7 @@ export class Queue<J extends JobMap = DefaultJobMap> extends EventEmitter<QueueE
   async #close(timeoutMs: number | undefined): Promise<void> {
     this.#status = 'closing';
     try {
+      await this.#compactor.stop();
       await this.#dispatcher.stop(timeoutMs);
       verify(() => this.#index.check());
       await this.#log.close();
@@ -442,6 +495,17 @@ export class Queue<J extends JobMap = DefaultJobMap> extends EventEmitter<QueueE
 
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
+  }
+
+  /** Emits an event whose listener may throw: the throw surfaces as an uncaught exception, not here. */
+  #emitSafely<K extends keyof QueueEvents<J>>(event: K, ...args: QueueEvents<J>[K]): void {
+    try {
+      (this.emit as (event: K, ...args: QueueEvents<J>[K]) => boolean)(event, ...args);
+    } catch (error) {
+      process.nextTick(() => {
+        throw error;
+      });
+    }
   }
 
   #assertAccepting(): void {
@@ -487,8 +551,9 @@ async function settleStalledJobs(log: Log, index: JobIndex, durability: Durabili
     if (stalls > added.maxStalls) {
       assertTransition(RecordKind.failed, StateCode.active, attempt - 1, attempt);
       const error = new StalledError(id, stalls);
-      appends.push(log.append(encodeFailed({ id, attempt, finishedAt: now, willRetry: false, retryAt: 0, stalled: true, error }), { durability }));
-      index.failed(slot, now, log.lastLocation, true);
+      const record = encodeFailed({ id, attempt, finishedAt: now, willRetry: false, retryAt: 0, stalled: true, error });
+      appends.push(log.append(record, { durability }));
+      index.failed(slot, now, log.lastLocation, true, record.length);
     } else {
       assertTransition(RecordKind.stalled, StateCode.active, attempt - 1, attempt);
       appends.push(log.append(encodeStalled(id, attempt, stalls), { durability }));

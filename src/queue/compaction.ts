@@ -1,0 +1,415 @@
+// Compaction of the queue's log: the snapshot writer (what a compaction writes) and the trigger
+// policy (when one starts on its own). The design, and why a crash at any step loses nothing,
+// are argued in docs/compaction.md.
+//
+// A compaction cuts the log and, in the same tick, copies the index: that copy is exactly the
+// state after the last record before the cut. It then asks the engine to replace every segment
+// up to the cut by one segment holding the id lease and one snapshot record per live job (its
+// state, attempts, stalls and run-at, and its added and last outcome records copied byte for
+// byte from the segments being replaced, read in one sequential scan). Records after the cut are
+// not touched and replay on top of the snapshot as they did on top of the history it replaces.
+//
+// Promises:
+// - Replaying the output and then the records after the cut rebuilds the state the queue had.
+// - The engine's rewrite commits by one rename after the output is fsynced: a crash before it
+//   leaves the old segments, a crash after it the snapshot; both replay to the same state.
+// - One compaction at a time; enqueues and processing go on meanwhile, and jobs whose records
+//   did not change after the cut are pointed at their copies once the rewrite has committed.
+// - Memory: a copy of the index columns and id table (what the index itself costs) plus
+//   bounded buffers; the log is streamed, never loaded.
+import { assert } from '../engine/assert.ts';
+import { locationAfter } from '../engine/log.ts';
+import type { Log, RewriteOutput } from '../engine/log.ts';
+import { ClosedError, PoisonedError } from '../errors.ts';
+import type { IndexCapture, JobIndex } from './job-index.ts';
+import { NO_LOCATION } from './job-index.ts';
+import {
+  RecordKind,
+  SNAPSHOT_HEADER_SIZE,
+  StateCode,
+  addedPart,
+  encodeMeta,
+  encodeSnapshot,
+  outcomePart,
+  recordId,
+} from './job-records.ts';
+import type { CompactionPolicy } from './queue-options.ts';
+
+/** What one compaction did; also the argument of the `'compacted'` event. */
+export interface CompactionReport {
+  /** Bytes of the segment files the compaction replaced (everything up to its cut). */
+  readonly bytesBefore: number;
+  /** Bytes of the one segment that replaced them. */
+  readonly bytesAfter: number;
+  /** From the cut until the index pointed at the new segment, in ms. */
+  readonly durationMs: number;
+  /** Live jobs written (one snapshot record each). */
+  readonly jobs: number;
+}
+
+/** Compaction counters since the queue was opened. */
+export interface CompactionStats {
+  /** A compaction is running now. */
+  readonly running: boolean;
+  /** Compactions that completed. */
+  readonly runs: number;
+  /** Compactions that failed (the log was left as it was; see lastError). */
+  readonly failures: number;
+  /** Sum over completed compactions of bytesBefore − bytesAfter. */
+  readonly bytesReclaimed: number;
+  /** Sum of bytesAfter: the live data compaction wrote. */
+  readonly bytesWritten: number;
+  /** Sum of durationMs. */
+  readonly durationMs: number;
+  readonly last: CompactionReport | undefined;
+  /** Why the latest failed compaction failed, if one did. */
+  readonly lastError: Error | undefined;
+}
+
+/** Size of the log and of its live part, and what compaction did about the rest. */
+export interface QueueStats {
+  /** Bytes of every segment file of the log. */
+  readonly logBytes: number;
+  readonly segments: number;
+  /**
+   * Bytes a compaction would write now: a snapshot record per live job (its added and last
+   * outcome records plus 64 bytes) and the id lease. Kept in memory, not measured on disk.
+   */
+  readonly liveBytes: number;
+  readonly compaction: CompactionStats;
+}
+
+/** An enqueue whose added records are appended but not yet indexed (the index learns of them on acknowledgement). */
+export interface UnindexedBatch {
+  /** Location of the first record; the others follow contiguously. */
+  readonly firstLocation: number;
+  readonly jobs: readonly { readonly id: number; readonly runAt: number; readonly record: Buffer }[];
+  /** Settles once the jobs are indexed (or the append failed). */
+  readonly acknowledged: Promise<void>;
+}
+
+/** What the compactor needs from the queue that owns it. */
+export interface CompactorHost {
+  readonly log: Log;
+  readonly index: JobIndex;
+  readonly policy: CompactionPolicy;
+  /** Batches appended but not indexed yet, at this moment. */
+  unindexed(): Iterable<UnindexedBatch>;
+  /** False once the queue is closing: no compaction may start. */
+  accepting(): boolean;
+  /** A compaction completed (the queue emits 'compacted'). */
+  compacted(report: CompactionReport): void;
+}
+
+/** Header bytes of every log record (the engine's framing), as locationAfter reveals them. */
+const RECORD_OVERHEAD_BYTES = locationAfter(0, 0);
+/** A meta record: the common header only. */
+const META_RECORD_BYTES = RECORD_OVERHEAD_BYTES + 8;
+/** Added records kept in memory between a job's added record and its outcome record in the scan. */
+const HOLD_BUDGET_BYTES = 8 * 1024 * 1024;
+const EMPTY = new Uint8Array(0);
+
+/**
+ * Runs compactions for one queue: manual ones (compact()) and automatic ones, which
+ * noteAppended() starts when the log is large and mostly dead.
+ */
+export class Compactor {
+  readonly #host: CompactorHost;
+  readonly #policy: CompactionPolicy;
+  /** Bytes appended between two trigger checks: a check reads log.stats(), so not on every append. */
+  readonly #checkEveryBytes: number;
+  #sinceCheckBytes = 0;
+  #checkScheduled = false;
+  /** An automatic compaction waits until the log is at least this large (see #arm). */
+  #armedAtBytes = 0;
+  #running: Promise<CompactionReport> | undefined;
+  #stopping = false;
+  #runs = 0;
+  #failures = 0;
+  #bytesReclaimed = 0;
+  #bytesWritten = 0;
+  #durationMs = 0;
+  #last: CompactionReport | undefined;
+  #lastError: Error | undefined;
+
+  constructor(host: CompactorHost) {
+    this.#host = host;
+    this.#policy = host.policy;
+    this.#checkEveryBytes = Math.min(1024 * 1024, Math.max(4096, Math.floor(host.policy.minSizeBytes / 64)));
+  }
+
+  /** Bytes a compaction would write now (see QueueStats.liveBytes). */
+  get liveBytes(): number {
+    const index = this.#host.index;
+    return index.recordBytes + index.size * (RECORD_OVERHEAD_BYTES + SNAPSHOT_HEADER_SIZE) + META_RECORD_BYTES;
+  }
+
+  stats(): CompactionStats {
+    return {
+      running: this.#running !== undefined,
+      runs: this.#runs,
+      failures: this.#failures,
+      bytesReclaimed: this.#bytesReclaimed,
+      bytesWritten: this.#bytesWritten,
+      durationMs: this.#durationMs,
+      last: this.#last,
+      lastError: this.#lastError,
+    };
+  }
+
+  /**
+   * Counts a record the queue appended (`payloadBytes` long). Every few appended bytes it checks
+   * the trigger, in a microtask: the caller may still be updating the index for the record it
+   * just appended, and a compaction must not cut the log between the two.
+   */
+  noteAppended(payloadBytes: number): void {
+    if (!this.#policy.auto) return;
+    this.#sinceCheckBytes += payloadBytes + RECORD_OVERHEAD_BYTES;
+    if (this.#sinceCheckBytes < this.#checkEveryBytes || this.#checkScheduled) return;
+    this.#sinceCheckBytes = 0;
+    this.#checkScheduled = true;
+    queueMicrotask(() => this.#checkTrigger());
+  }
+
+  #checkTrigger(): void {
+    this.#checkScheduled = false;
+    const { log } = this.#host;
+    if (this.#running !== undefined || !this.#host.accepting() || log.status !== 'open' || log.poisonedBy !== undefined) return;
+    const sizeBytes = log.stats().sizeBytes;
+    if (sizeBytes < this.#policy.minSizeBytes || sizeBytes < this.#armedAtBytes) return;
+    const deadBytes = sizeBytes - this.liveBytes;
+    if (deadBytes < this.#policy.deadRatio * sizeBytes) return;
+    // A failure is in stats().compaction.lastError; the log is left as it was.
+    this.compact().catch(() => undefined);
+  }
+
+  /**
+   * Compacts now, or returns the running compaction's promise. Rejects with ClosedError once the
+   * queue is closing, PoisonedError after an I/O failure, or the error that made it fail (the log
+   * is then as it was before).
+   */
+  compact(): Promise<CompactionReport> {
+    if (this.#running !== undefined) return this.#running;
+    if (!this.#host.accepting() || this.#stopping) return Promise.reject(new ClosedError('queue'));
+    const poison = this.#host.log.poisonedBy;
+    if (poison !== undefined) return Promise.reject(new PoisonedError(poison));
+    const running = this.#run();
+    this.#running = running;
+    const done = (): void => {
+      if (this.#running === running) this.#running = undefined;
+    };
+    running.then(done, done);
+    return running;
+  }
+
+  /** Stops a running compaction at its next record (its output is discarded) and waits for it to end. */
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    await this.#running?.catch(() => undefined);
+  }
+
+  async #run(): Promise<CompactionReport> {
+    const startedAt = performance.now();
+    const { log, index } = this.#host;
+    // No await between the cut and the capture: every record up to the cut is reflected in the
+    // index (or in an unindexed batch) and no later one is.
+    const cut = log.cut();
+    const live = captureLive(index, this.#host.unindexed(), Date.now());
+    try {
+      if (cut === 0) return this.#completed({ bytesBefore: 0, bytesAfter: 0, durationMs: performance.now() - startedAt, jobs: 0 }, 0);
+      // Each live job owns at least one record up to the cut, and so does the lease: the output
+      // never needs more LSNs than the range it replaces holds.
+      assert(live.records <= cut, `${live.records} snapshot records for ${cut} LSNs`);
+      const writer = new SnapshotWriter(log, live, () => this.#stopping);
+      const result = await log.rewrite(cut, (output) => writer.write(cut, output));
+      // Unindexed jobs get their index entries when acknowledged: wait, so they are relocated too.
+      await Promise.allSettled(live.acknowledgements);
+      writer.relocate(index);
+      const report = { bytesBefore: result.bytesBefore, bytesAfter: result.bytesAfter, durationMs: performance.now() - startedAt, jobs: writer.jobs };
+      return this.#completed(report, log.stats().sizeBytes);
+    } catch (error) {
+      this.#failures++;
+      this.#lastError = error instanceof Error ? error : new Error(String(error));
+      this.#arm(log.status === 'open' ? log.stats().sizeBytes : 0);
+      throw error;
+    }
+  }
+
+  #completed(report: CompactionReport, logBytesAfter: number): CompactionReport {
+    this.#runs++;
+    this.#bytesReclaimed += report.bytesBefore - report.bytesAfter;
+    this.#bytesWritten += report.bytesAfter;
+    this.#durationMs += report.durationMs;
+    this.#last = report;
+    this.#arm(logBytesAfter);
+    if (report.bytesBefore > 0) this.#host.compacted(report);
+    return report;
+  }
+
+  /**
+   * The next automatic compaction waits until the log has grown by the dead ratio since this
+   * one. With an accurate live estimate this never binds (the ratio itself is reached later, at
+   * about live / (1 − ratio)); it bounds the cost if the estimate is off or a compaction failed:
+   * each one is paid for by at least ratio × its size of new appends.
+   */
+  #arm(logBytes: number): void {
+    this.#armedAtBytes = logBytes * (1 + this.#policy.deadRatio);
+  }
+}
+
+/** The live state at a cut: the index copy and the enqueued jobs not indexed yet. */
+interface LiveState {
+  readonly capture: IndexCapture;
+  /** Unindexed jobs by id: where their added record is and when they run. */
+  readonly unindexed: Map<number, { readonly location: number; readonly runAt: number; newLocation: number }>;
+  readonly acknowledgements: readonly Promise<void>[];
+  /** Snapshot records to write, plus the lease record when there is a lease. */
+  readonly jobs: number;
+  readonly records: number;
+  readonly now: number;
+}
+
+function captureLive(index: JobIndex, batches: Iterable<UnindexedBatch>, now: number): LiveState {
+  const capture = index.capture();
+  const unindexed: LiveState['unindexed'] = new Map();
+  const acknowledgements: Promise<void>[] = [];
+  for (const batch of batches) {
+    let location = batch.firstLocation;
+    for (const job of batch.jobs) {
+      unindexed.set(job.id, { location, runAt: job.runAt, newLocation: NO_LOCATION });
+      location = locationAfter(location, job.record.length);
+    }
+    acknowledgements.push(batch.acknowledged);
+  }
+  const jobs = capture.liveJobs + unindexed.size;
+  return { capture, unindexed, acknowledgements, jobs, records: jobs + (capture.leaseBound > 0 ? 1 : 0), now };
+}
+
+/**
+ * Writes the live state into a rewrite's output: the lease, then one snapshot record per live
+ * job, in the order of the job's last record in the log. Finished jobs are thus written in the
+ * order their outcomes were appended, which is the retention order replay rebuilds.
+ */
+class SnapshotWriter {
+  readonly #log: Log;
+  readonly #live: LiveState;
+  readonly #stopping: () => boolean;
+  /** New location of each captured slot's snapshot record. */
+  readonly #newLocations: Float64Array;
+  /** Added records of jobs whose outcome record comes later in the scan (a copy each). */
+  readonly #held = new Map<number, Buffer>();
+  #heldBytes = 0;
+  #output: RewriteOutput | undefined;
+  jobs = 0;
+
+  constructor(log: Log, live: LiveState, stopping: () => boolean) {
+    this.#log = log;
+    this.#live = live;
+    this.#stopping = stopping;
+    this.#newLocations = new Float64Array(live.capture.states.length).fill(NO_LOCATION);
+  }
+
+  async write(cut: number, output: RewriteOutput): Promise<void> {
+    this.#output = output;
+    const leaseBound = this.#live.capture.leaseBound;
+    if (leaseBound > 0) await output.write(encodeMeta(leaseBound));
+    await this.#log.scan(cut, (payload, _lsn, location) => this.#visit(payload, location));
+    // A job missing here would be lost by the commit: refuse to commit instead.
+    assert(this.jobs === this.#live.jobs, `compaction found ${this.jobs} of ${this.#live.jobs} live jobs`);
+  }
+
+  /** Decides, for one record up to the cut, whether it completes a live job's snapshot. */
+  #visit(payload: Buffer, location: number): Promise<void> | undefined {
+    const kind = payload[0];
+    // Transition and meta records are never copied: the snapshot carries their effect.
+    if (kind !== RecordKind.added && kind !== RecordKind.snapshot && kind !== RecordKind.completed && kind !== RecordKind.failed) return undefined;
+    const id = recordId(payload);
+    const capture = this.#live.capture;
+    const slot = capture.slots.get(id);
+    if (slot === -1) return this.#visitUnindexed(id, payload, location);
+    const outcomeLocation = capture.outcomeLocations[slot]!;
+    if (capture.locations[slot] === location) {
+      if (outcomeLocation === NO_LOCATION) return this.#emit(slot, addedPart(payload), EMPTY);
+      if (outcomeLocation === location) return this.#emit(slot, addedPart(payload), outcomePart(payload));
+      this.#hold(id, addedPart(payload));
+      return undefined;
+    }
+    // Any other outcome record of a live job was superseded by a later one.
+    if (outcomeLocation !== location) return undefined;
+    const held = this.#held.get(id);
+    if (held !== undefined) {
+      this.#held.delete(id);
+      this.#heldBytes -= held.length;
+      return this.#emit(slot, held, payload);
+    }
+    // Not held (over budget): read it back. The segments being replaced stay readable.
+    return this.#log.read(capture.locations[slot]!).then((added) => this.#emit(slot, addedPart(added), payload));
+  }
+
+  #visitUnindexed(id: number, payload: Buffer, location: number): Promise<void> | undefined {
+    const job = this.#live.unindexed.size === 0 ? undefined : this.#live.unindexed.get(id);
+    if (job === undefined || job.location !== location) return undefined;
+    const state = job.runAt <= this.#live.now ? StateCode.pending : StateCode.delayed;
+    const record = encodeSnapshot({ state, attemptsMade: 0, stalls: 0, runAt: job.runAt, added: payload, outcome: EMPTY });
+    return this.#writeRecord(record).then((newLocation) => {
+      job.newLocation = newLocation;
+      this.jobs++;
+    });
+  }
+
+  #hold(id: number, added: Uint8Array): void {
+    if (this.#heldBytes + added.length > HOLD_BUDGET_BYTES) return;
+    this.#held.set(id, Buffer.from(added));
+    this.#heldBytes += added.length;
+  }
+
+  /** Writes the snapshot of the captured job in `slot`; payload views are copied into the record. */
+  #emit(slot: number, added: Uint8Array, outcome: Uint8Array): Promise<void> {
+    const capture = this.#live.capture;
+    assert(recordId(added) === capture.ids[slot], `added record of job ${recordId(added)} for job ${capture.ids[slot]}`);
+    const record = encodeSnapshot({
+      state: capture.states[slot]! as StateCode,
+      attemptsMade: capture.attemptsMade[slot]!,
+      stalls: capture.stalls[slot]!,
+      runAt: capture.runAts[slot]!,
+      added,
+      outcome,
+    });
+    return this.#writeRecord(record).then((newLocation) => {
+      this.#newLocations[slot] = newLocation;
+      this.jobs++;
+    });
+  }
+
+  #writeRecord(record: Buffer): Promise<number> {
+    // close() is waiting: give up; the rewrite removes its unfinished output.
+    if (this.#stopping()) return Promise.reject(new ClosedError('queue'));
+    return this.#output!.write(record);
+  }
+
+  /**
+   * Once the rewrite has committed: points every job still in the index at its snapshot record,
+   * for each of its two locations that has not changed since the cut. A job that completed
+   * after the cut keeps its new outcome location; a job that is gone is skipped.
+   */
+  relocate(index: JobIndex): void {
+    const capture = this.#live.capture;
+    const states = capture.states;
+    for (let at = 0; at < states.length; at++) {
+      if (states[at] === StateCode.none) continue;
+      const slot = index.slotOf(capture.ids[at]!);
+      if (slot === -1) continue;
+      const newLocation = this.#newLocations[at]!;
+      assert(newLocation !== NO_LOCATION, `job ${capture.ids[at]} has no snapshot record`);
+      const location = index.location(slot) === capture.locations[at] ? newLocation : index.location(slot);
+      const capturedOutcome = capture.outcomeLocations[at]!;
+      const outcome = capturedOutcome !== NO_LOCATION && index.outcomeLocation(slot) === capturedOutcome ? newLocation : index.outcomeLocation(slot);
+      index.relocate(slot, location, outcome);
+    }
+    for (const [id, job] of this.#live.unindexed) {
+      const slot = index.slotOf(id);
+      if (slot === -1 || index.location(slot) !== job.location) continue;
+      index.relocate(slot, job.newLocation, index.outcomeLocation(slot));
+    }
+  }
+}

@@ -1,0 +1,432 @@
+// Compaction on a running queue: it must change nothing a user can observe except the size of
+// the log. Method: bring a queue into a state that has every kind of job (pending, delayed,
+// active, completed and failed with results and errors, waiting to retry, stalled before,
+// holding keys), record getJob() for every id and counts(), compact, and compare: right after
+// the compaction, after more work, and after a reopen. Churn tests run many rounds of enqueue
+// and complete, with compaction manual and automatic, and check that the log stays within twice
+// its live data plus one segment. Concurrency tests compact while jobs are enqueued and run, and
+// check that no job is lost or run twice. Crashes during compaction: test/crash/compaction-crash.test.ts.
+import { once } from 'node:events';
+import { readdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ClosedError, Queue, type Job, type QueueOptions } from '../../src/index.ts';
+import type { CompactionReport } from '../../src/queue/compaction.ts';
+import { SimFileSystem } from '../support/sim-fs.ts';
+import { deferred, test, waitUntil, type Deferred } from './queue-fixture.ts';
+
+const HOUR_MS = 3_600_000;
+/** Segment header (32 bytes) and SEAL record (32 + 12): what a compaction output holds besides its records. */
+const SEGMENT_FRAMING_BYTES = 32 + 44;
+const KEEP_ALL = { count: Number.MAX_SAFE_INTEGER };
+
+interface QueueState {
+  readonly counts: ReturnType<Queue['counts']>;
+  readonly jobs: ReadonlyMap<number, Job | undefined>;
+}
+
+async function stateOf(queue: Queue, ids: Iterable<number>): Promise<QueueState> {
+  const jobs = new Map<number, Job | undefined>();
+  for (const id of ids) jobs.set(id, await queue.getJob(id));
+  return { counts: queue.counts(), jobs };
+}
+
+function range(from: number, to: number): number[] {
+  return Array.from({ length: to - from + 1 }, (_, n) => from + n);
+}
+
+/** Bytes of every file in `dir` (segments, and a compaction's temp file while one runs). */
+async function directoryBytes(dir: string): Promise<number> {
+  let total = 0;
+  for (const name of await readdir(dir)) total += (await stat(join(dir, name))).size;
+  return total;
+}
+
+/**
+ * A processor that completes, fails or holds each job as its data says:
+ * `{ do: 'complete' | 'fail' | 'hold', result? }`. Held jobs stay active until released.
+ */
+function scriptedProcessor(held: Map<number, Deferred<unknown>>) {
+  return async (job: Job): Promise<unknown> => {
+    const data = job.data as { do: string; result?: unknown };
+    if (data.do === 'fail') {
+      const error = new Error(`failed ${job.id}`) as Error & { code: string };
+      error.code = 'E_SCRIPTED';
+      throw error;
+    }
+    if (data.do === 'hold') {
+      const gate = deferred<unknown>();
+      held.set(job.id, gate);
+      return gate.promise;
+    }
+    return data.result ?? `done ${job.id}`;
+  };
+}
+
+/**
+ * Brings `queue` into a state with every kind of job and returns their ids. Two jobs are left
+ * active (held) and released only by the caller.
+ */
+async function mixedState(queue: Queue, held: Map<number, Deferred<unknown>>): Promise<number[]> {
+  const now = Date.now();
+  const ids = await queue.enqueueMany([
+    { name: 'complete', data: { do: 'complete', result: { nested: [1, 'two', null] } } },
+    { name: 'bytes', data: { do: 'complete', result: 'x'.repeat(3000) } },
+    { name: 'fail', data: { do: 'fail' } },
+    { name: 'retry', data: { do: 'fail' }, options: { attempts: 3, backoff: HOUR_MS } },
+    { name: 'hold', data: { do: 'hold' }, options: { priority: 5 } },
+    { name: 'hold', data: { do: 'hold' }, options: { priority: 5, key: 'held-key' } },
+  ]);
+  queue.registerProcessor(scriptedProcessor(held), { concurrency: 8 });
+  await waitUntil(() => held.size === 2 && queue.counts().completed === 2 && queue.counts().failed === 1 && queue.counts().delayed === 1);
+  queue.pause();
+  const waiting = await queue.enqueueMany([
+    { name: 'pending', data: { do: 'complete' }, options: { priority: -3, key: 'pending-key' } },
+    { name: 'raw', data: Buffer.from([0, 1, 2, 255]) },
+    { name: 'delayed', data: { do: 'complete' }, options: { runAt: now + HOUR_MS, attempts: 4 } },
+    { name: 'big', data: { do: 'complete', blob: 'y'.repeat(20_000) } },
+  ]);
+  return [...ids, ...waiting];
+}
+
+describe('compaction', () => {
+  test('changes no job: getJob and counts are the same before, after, and after a reopen', async ({ dir }) => {
+    const options: QueueOptions = { compaction: false, removeOnComplete: KEEP_ALL, removeOnFail: KEEP_ALL };
+    const queue = await Queue.open(dir, options);
+    const held = new Map<number, Deferred<unknown>>();
+    const ids = await mixedState(queue, held);
+    const before = await stateOf(queue, ids);
+    expect(before.counts).toEqual({ pending: 3, delayed: 2, active: 2, completed: 2, failed: 1 });
+
+    const report = await queue.compact();
+    expect(report.jobs).toBe(ids.length);
+    expect(report.bytesAfter).toBeLessThan(report.bytesBefore);
+    expect(await stateOf(queue, ids)).toEqual(before);
+
+    // The held jobs finish after the compaction: their new outcomes are kept, the rest unchanged.
+    for (const gate of held.values()) gate.resolve('late result');
+    await waitUntil(() => queue.counts().completed === 4);
+    const finished = await stateOf(queue, ids);
+    for (const id of held.keys()) expect(finished.jobs.get(id)).toMatchObject({ state: 'completed', result: 'late result', attempt: 1 });
+    await queue.close();
+
+    const reopened = await Queue.open(dir, options);
+    expect(await stateOf(reopened, ids)).toEqual(finished);
+    await reopened.close();
+  });
+
+  test('writes exactly the live jobs: the new segment is the live estimate plus its framing', async ({ dir }) => {
+    const queue = await Queue.open(dir, { compaction: false, durability: 'none' });
+    queue.registerProcessor((job) => (job.data as number) % 2 === 0 ? job.id : Promise.reject(new Error('odd')), { concurrency: 4 });
+    for (let round = 0; round < 5; round++) {
+      await queue.enqueueMany(range(1, 500).map((n) => ({ name: 'job', data: n })));
+      await once(queue, 'drained');
+    }
+    queue.pause();
+    await queue.enqueueMany(range(1, 100).map((n) => ({ name: 'waiting', data: { n, pad: 'z'.repeat(n) } })));
+    const liveBytes = queue.stats().liveBytes;
+    const report = await queue.compact();
+    expect(report.bytesAfter).toBe(liveBytes + SEGMENT_FRAMING_BYTES);
+    // The log is now the new segment plus an empty active segment (its 32-byte header).
+    expect(queue.stats()).toMatchObject({ logBytes: report.bytesAfter + 32, segments: 2, liveBytes });
+    await queue.close();
+  });
+
+  test('after a reopen ids keep increasing and attempts, stalls, run-at, results, errors and retention order are kept', async ({ dir }) => {
+    let disk = new SimFileSystem();
+    const sim = { fileSystem: disk, compaction: false, removeOnComplete: 3, removeOnFail: 2 } satisfies QueueOptions;
+    let queue = await Queue.open('/q', sim);
+    queue.on('error', () => undefined);
+    const held = new Map<number, Deferred<unknown>>();
+    // A stall first: the process dies while job `stalled` runs.
+    const stalled = await queue.enqueue('stalled', { do: 'complete' }, { maxStalls: 5, priority: -10 });
+    const running = deferred<number>();
+    queue.registerProcessor((job) => {
+      running.resolve(job.id);
+      return new Promise(() => undefined);
+    });
+    expect(await running.promise).toBe(stalled);
+    disk = disk.crash({ mode: 'process' });
+    queue = await Queue.open('/q', { ...sim, fileSystem: disk });
+    expect(await queue.getJob(stalled)).toMatchObject({ state: 'pending', stalls: 1 });
+
+    const runAt = Date.now() + HOUR_MS;
+    const ids = await queue.enqueueMany([
+      ...range(1, 6).map((n) => ({ name: 'done', data: { do: 'complete', result: n } })),
+      ...range(1, 3).map(() => ({ name: 'bad', data: { do: 'fail' } })),
+      { name: 'retry', data: { do: 'fail' }, options: { attempts: 5, backoff: { type: 'exponential' as const, delayMs: HOUR_MS } } },
+      { name: 'later', data: { do: 'complete' }, options: { runAt } },
+    ]);
+    const completionOrder: number[] = [];
+    queue.on('completed', (job) => completionOrder.push(job.id));
+    queue.registerProcessor(scriptedProcessor(held), { concurrency: 4 });
+    await waitUntil(() => queue.counts().pending === 0 && queue.counts().completed === 3 && queue.counts().failed === 2 && queue.counts().delayed === 2 && queue.counts().active === 0);
+    const all = [stalled, ...ids];
+    const before = await stateOf(queue, all);
+    await queue.compact();
+    await queue.close();
+
+    queue = await Queue.open('/q', { ...sim, fileSystem: disk.crash({ mode: 'process' }) });
+    expect(await stateOf(queue, all)).toEqual(before);
+    expect(before.jobs.get(stalled)).toMatchObject({ state: 'completed', stalls: 1, attempt: 1 });
+    expect(before.jobs.get(ids[9]!)).toMatchObject({ state: 'delayed', attempt: 1, error: { message: `failed ${ids[9]}`, code: 'E_SCRIPTED' } });
+    expect(before.jobs.get(ids[10]!)).toMatchObject({ state: 'delayed', runAt });
+    // Retention order survived: two more completions evict the two oldest retained jobs.
+    const retained = completionOrder.slice(-3);
+    expect(retained.map((id) => before.jobs.get(id)?.state)).toEqual(['completed', 'completed', 'completed']);
+    const next = await queue.enqueueMany([{ name: 'new', data: { do: 'complete' } }, { name: 'new', data: { do: 'complete' } }]);
+    expect(Math.min(...next)).toBeGreaterThan(Math.max(...all));
+    queue.registerProcessor(scriptedProcessor(held));
+    await waitUntil(async () => (await queue.getJob(next[1]!))?.state === 'completed');
+    const kept = (await stateOf(queue, [...retained, ...next])).jobs;
+    expect([...kept].filter(([, job]) => job !== undefined).map(([id]) => id)).toEqual([retained[2], ...next]);
+    await queue.close();
+  });
+
+  it('keeps jobs that were active at the cut active on disk, so a crash after the compaction counts their stall', async () => {
+    const disk = new SimFileSystem();
+    const queue = await Queue.open('/q', { fileSystem: disk, compaction: false });
+    queue.on('error', () => undefined);
+    const held = new Map<number, Deferred<unknown>>();
+    const ids = await queue.enqueueMany([{ name: 'a', data: { do: 'hold' } }, { name: 'b', data: { do: 'complete' } }]);
+    queue.registerProcessor(scriptedProcessor(held), { concurrency: 2 });
+    await waitUntil(() => held.size === 1 && queue.counts().completed === 1);
+    await queue.compact();
+    const reopened = await Queue.open('/q', { fileSystem: disk.crash({ mode: 'process' }) });
+    expect(await reopened.getJob(ids[0]!)).toMatchObject({ state: 'pending', stalls: 1, attempt: 0 });
+    expect(await reopened.getJob(ids[1]!)).toMatchObject({ state: 'completed', result: `done ${ids[1]}` });
+    await reopened.close();
+  });
+
+  test('keeps an outcome appended while the compaction runs, and the job it belongs to', async ({ dir }) => {
+    const queue = await Queue.open(dir, { compaction: false, durability: 'none' });
+    const held = new Map<number, Deferred<unknown>>();
+    queue.registerProcessor(scriptedProcessor(held), { concurrency: 4 });
+    await queue.enqueueMany(range(1, 3000).map((n) => ({ name: 'filler', data: { do: 'complete', n } })));
+    await waitUntil(() => queue.counts().pending === 0 && queue.counts().active === 0);
+    const [holdId] = await queue.enqueueMany([{ name: 'hold', data: { do: 'hold' } }]);
+    await waitUntil(() => held.has(holdId!));
+    const compaction = queue.compact();
+    expect(queue.stats().compaction.running).toBe(true);
+    held.get(holdId!)!.resolve('finished during compaction');
+    const [late] = await queue.enqueueMany([{ name: 'late', data: { do: 'complete' } }]);
+    await compaction;
+    await waitUntil(() => queue.counts().pending === 0 && queue.counts().active === 0);
+    expect(await queue.getJob(holdId!)).toMatchObject({ state: 'completed', result: 'finished during compaction' });
+    expect(await queue.getJob(late!)).toMatchObject({ state: 'completed' });
+    const after = await stateOf(queue, [holdId!, late!]);
+    await queue.close();
+    const reopened = await Queue.open(dir);
+    expect(await stateOf(reopened, [holdId!, late!])).toEqual(after);
+    await reopened.close();
+  });
+
+  test('runs one compaction at a time: a second call returns the running one', async ({ dir }) => {
+    const queue = await Queue.open(dir, { compaction: false });
+    await queue.enqueueMany(range(1, 100).map((n) => ({ name: 'job', data: n })));
+    const reports: CompactionReport[] = [];
+    queue.on('compacted', (report) => reports.push(report));
+    const first = queue.compact();
+    const second = queue.compact();
+    expect(second).toBe(first);
+    const report = await first;
+    expect(reports).toEqual([report]);
+    expect(report).toMatchObject({ jobs: 100 });
+    expect(report.durationMs).toBeGreaterThan(0);
+    // The next call starts a new one.
+    const third = queue.compact();
+    expect(third).not.toBe(first);
+    await third;
+    expect(queue.stats().compaction).toMatchObject({ running: false, runs: 2, failures: 0 });
+    await queue.close();
+  });
+
+  test('keeps the ids of enqueues that were not acknowledged yet when the log was cut', async ({ dir }) => {
+    const queue = await Queue.open(dir, { compaction: false });
+    const first = await queue.enqueue('a', 1);
+    // Appended but not acknowledged (its fsync is pending) when compact() cuts the log.
+    const inflight = queue.enqueueMany(range(1, 50).map((n) => ({ name: 'b', data: n })));
+    const report = await queue.compact();
+    const ids = await inflight;
+    expect(report.jobs).toBe(51);
+    const state = await stateOf(queue, [first, ...ids]);
+    expect(state.counts.pending).toBe(51);
+    // Compact again: the second compaction finds every job at its new location.
+    await queue.compact();
+    expect(await stateOf(queue, [first, ...ids])).toEqual(state);
+    await queue.close();
+    const reopened = await Queue.open(dir);
+    expect(await stateOf(reopened, [first, ...ids])).toEqual(state);
+    await reopened.close();
+  });
+
+  test('compacts on its own once the log is large and mostly dead; compaction: false turns that off', async ({ dir }) => {
+    const churn = async (queue: Queue): Promise<void> => {
+      queue.registerProcessor(() => undefined, { concurrency: 8 });
+      for (let round = 0; round < 20; round++) {
+        const drained = once(queue, 'drained');
+        await queue.enqueueMany(range(1, 200).map((n) => ({ name: 'job', data: { n, pad: 'p'.repeat(200) } })));
+        await drained;
+      }
+      await waitUntil(() => !queue.stats().compaction.running);
+    };
+    const small = { minSizeBytes: 256 * 1024, deadRatio: 0.5 };
+    const auto = await Queue.open(join(dir, 'auto'), { durability: 'none', segmentSize: 64 * 1024, compaction: small });
+    const reports: CompactionReport[] = [];
+    auto.on('compacted', (report) => reports.push(report));
+    await churn(auto);
+    expect(reports.length).toBeGreaterThan(0);
+    expect(auto.stats().compaction.runs).toBe(reports.length);
+    for (const report of reports) expect(report.bytesBefore).toBeGreaterThanOrEqual(small.minSizeBytes / 2);
+    await auto.close();
+
+    const manual = await Queue.open(join(dir, 'manual'), { durability: 'none', segmentSize: 64 * 1024, compaction: false });
+    await churn(manual);
+    expect(manual.stats().compaction.runs).toBe(0);
+    expect(manual.stats().logBytes).toBeGreaterThan(4 * small.minSizeBytes);
+    await manual.close();
+  });
+
+  test('close() abandons a running compaction; the queue reopens with the same state and no leftovers', async ({ dir }) => {
+    const queue = await Queue.open(dir, { compaction: false, durability: 'none' });
+    const ids = await queue.enqueueMany(range(1, 20_000).map((n) => ({ name: 'job', data: { n, pad: 'q'.repeat(100) } })));
+    const before = await stateOf(queue, ids.slice(0, 50));
+    const compaction = queue.compact();
+    const closed = queue.close();
+    await expect(compaction).rejects.toThrow(ClosedError);
+    await closed;
+    expect((await readdir(dir)).filter((name) => name.endsWith('.tmp'))).toEqual([]);
+    const reopened = await Queue.open(dir);
+    expect(reopened.counts().pending).toBe(20_000);
+    expect(await stateOf(reopened, ids.slice(0, 50))).toEqual(before);
+    await expect(reopened.close().then(() => reopened.compact())).rejects.toThrow(ClosedError);
+  });
+
+  it('validates the compaction options', async () => {
+    const disk = new SimFileSystem();
+    for (const deadRatio of [0, 1, -0.5, Number.NaN]) {
+      await expect(Queue.open('/q', { fileSystem: disk, compaction: { deadRatio } })).rejects.toThrow(RangeError);
+    }
+    await expect(Queue.open('/q', { fileSystem: disk, compaction: { minSizeBytes: -1 } })).rejects.toThrow(RangeError);
+    await expect(Queue.open('/q', { fileSystem: disk, compaction: { minSizeBytes: 1.5 } })).rejects.toThrow(RangeError);
+    await expect(Queue.open('/q', { fileSystem: disk, compaction: true as unknown as false })).rejects.toThrow(TypeError);
+    await expect(Queue.open('/q', { fileSystem: disk, compaction: { deadRatio: '0.5' as unknown as number } })).rejects.toThrow(TypeError);
+  });
+});
+
+describe('compaction under churn', () => {
+  test('leaves every job unchanged across many rounds of enqueue, complete and compact', async ({ dir }) => {
+    const options: QueueOptions = { compaction: false, durability: 'none', segmentSize: 32 * 1024, removeOnComplete: 150, removeOnFail: 50 };
+    let queue = await Queue.open(dir, options);
+    const held = new Map<number, Deferred<unknown>>();
+    const seen: number[] = [];
+    let previous = 0;
+    for (let round = 0; round < 12; round++) {
+      const kinds = ['complete', 'complete', 'fail', 'complete'];
+      const ids = await queue.enqueueMany(range(1, 120).map((n) => ({ name: `r${round}`, data: { do: kinds[n % 4], n, pad: 'c'.repeat(n) } })));
+      expect(ids[0]).toBeGreaterThan(previous);
+      previous = ids[ids.length - 1]!;
+      seen.push(...ids);
+      if (round % 3 === 2) {
+        // A reopen between rounds (a clean close): ids jump past the lease, state stays.
+        const state = await stateOf(queue, seen);
+        await queue.close();
+        queue = await Queue.open(dir, options);
+        expect(await stateOf(queue, seen)).toEqual(state);
+      }
+      const processor = queue.registerProcessor(scriptedProcessor(held), { concurrency: 4 });
+      // Leave some work pending for the next round.
+      await waitUntil(() => queue.counts().pending <= 30);
+      queue.unregisterProcessor(processor);
+      await waitUntil(() => queue.counts().active === 0);
+      const before = await stateOf(queue, seen);
+      const report = await queue.compact();
+      expect(report.jobs).toBe(before.counts.pending + before.counts.delayed + before.counts.completed + before.counts.failed);
+      expect(await stateOf(queue, seen)).toEqual(before);
+      // After a compaction with nothing appended since, the log is its live data plus framing.
+      const stats = queue.stats();
+      expect(stats.logBytes).toBe(stats.liveBytes + SEGMENT_FRAMING_BYTES + 32);
+    }
+    await queue.close();
+  });
+
+  test('keeps the log within twice its live data plus one segment when compacting on its own', async ({ dir }) => {
+    const segmentSize = 64 * 1024;
+    const queue = await Queue.open(dir, {
+      durability: 'none',
+      segmentSize,
+      removeOnComplete: 200,
+      compaction: { minSizeBytes: 4 * segmentSize },
+    });
+    // A steady backlog that never runs, and a churn of jobs that enqueue and complete.
+    await queue.enqueueMany(range(1, 300).map((n) => ({ name: 'backlog', data: { n, pad: 'b'.repeat(200) }, options: { runAt: Date.now() + HOUR_MS } })));
+    queue.registerProcessor(() => 'ok', { concurrency: 8 });
+    let worst = 0;
+    let compactions = 0;
+    queue.on('compacted', () => compactions++);
+    for (let round = 0; round < 60; round++) {
+      const drained = once(queue, 'drained');
+      await queue.enqueueMany(range(1, 100).map((n) => ({ name: 'churn', data: { n, pad: 'x'.repeat(300) } })));
+      await drained;
+      await waitUntil(() => !queue.stats().compaction.running);
+      const stats = queue.stats();
+      const onDisk = await directoryBytes(dir);
+      worst = Math.max(worst, onDisk / (2 * stats.liveBytes + segmentSize));
+      expect(onDisk).toBeLessThanOrEqual(2 * stats.liveBytes + segmentSize);
+    }
+    expect(compactions).toBeGreaterThan(3);
+    expect(worst).toBeGreaterThan(0.5);
+    await queue.close();
+  });
+});
+
+describe('compaction concurrent with enqueue and processing', () => {
+  test('loses no job and runs none twice while compactions run back to back', async ({ dir }) => {
+    const options: QueueOptions = {
+      durability: 'none',
+      segmentSize: 128 * 1024,
+      removeOnComplete: KEEP_ALL,
+      compaction: { minSizeBytes: 256 * 1024 },
+    };
+    const queue = await Queue.open(dir, options);
+    const runs = new Map<number, number>();
+    queue.registerProcessor(
+      async (job) => {
+        runs.set(job.id, (runs.get(job.id) ?? 0) + 1);
+        if (job.id % 7 === 0) await new Promise((resolve) => setImmediate(resolve));
+        return job.id * 2;
+      },
+      { concurrency: 8 },
+    );
+    const enqueued: number[] = [];
+    let producing = true;
+    const producers = range(1, 4).map(async (producer) => {
+      for (let batch = 0; producing; batch++) {
+        const size = 1 + ((batch * 7 + producer) % 40);
+        enqueued.push(...(await queue.enqueueMany(range(1, size).map((n) => ({ name: `p${producer}`, data: { n, pad: 'e'.repeat(n * 5) } })))));
+        if (batch % 5 === 0) enqueued.push(await queue.enqueue('single', { producer, batch }, { durability: 'sync' }));
+      }
+    });
+    let manual = 0;
+    while (manual < 15) {
+      await queue.compact();
+      manual++;
+    }
+    producing = false;
+    await Promise.all(producers);
+    await waitUntil(() => queue.counts().pending === 0 && queue.counts().active === 0, 30_000);
+    expect(new Set(enqueued).size).toBe(enqueued.length);
+    expect(queue.counts()).toMatchObject({ pending: 0, delayed: 0, active: 0, completed: enqueued.length, failed: 0 });
+    for (const id of enqueued) expect(runs.get(id)).toBe(1);
+    expect(runs.size).toBe(enqueued.length);
+    expect(queue.stats().compaction.runs).toBeGreaterThanOrEqual(manual);
+    const sample = enqueued.filter((_, n) => n % 50 === 0);
+    const state = await stateOf(queue, sample);
+    for (const id of sample) expect(state.jobs.get(id)).toMatchObject({ state: 'completed', result: id * 2 });
+    await queue.close();
+    const reopened = await Queue.open(dir, { ...options, compaction: false });
+    expect(reopened.counts()).toMatchObject({ pending: 0, active: 0, completed: enqueued.length });
+    expect(await stateOf(reopened, sample)).toEqual(state);
+    await reopened.close();
+  });
+});
