@@ -1,5 +1,5 @@
 // Real process crashes (issue 5, part 3): a child process (test/support/queue-worker.ts) enqueues
-// and processes jobs at full speed, and compacts once Queue has compact(); the parent SIGKILLs it
+// and processes jobs at full speed and compacts every 10 ms; the parent SIGKILLs it
 // at a random moment, reopens the directory and checks it against what the child reported as
 // acknowledged, then starts the next round on the same directory (durability modes rotate).
 //
@@ -40,6 +40,9 @@ const MODES: readonly Durability[] = ['sync', 'interval', 'none'];
 interface RoundReport {
   readonly acks: Map<number, number>;
   readonly done: Set<number>;
+  readonly compactions: number;
+  /** A compaction had started and not completed when the kill came (as far as the messages tell). */
+  readonly killedDuringCompaction: boolean;
   readonly ranMs: number;
 }
 
@@ -50,6 +53,8 @@ async function runAndKill(dir: string, mode: Durability, round: number, killAfte
   child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   const acks = new Map<number, number>();
   const done = new Set<number>();
+  let compactions = 0;
+  let compactionsStarted = 0;
   let readyAt = 0;
   let timer: NodeJS.Timeout | undefined;
   const ready = new Promise<void>((resolve) => {
@@ -60,6 +65,8 @@ async function runAndKill(dir: string, mode: Durability, round: number, killAfte
       }
       for (const [tag, id] of message.acks ?? []) acks.set(tag, id);
       for (const id of message.done ?? []) done.add(id);
+      compactions += message.compacted?.length ?? 0;
+      if (message.compacting === true) compactionsStarted++;
     });
   });
   // 'exit' can come before the last messages are read; 'disconnect' means the channel is drained.
@@ -74,10 +81,11 @@ async function runAndKill(dir: string, mode: Durability, round: number, killAfte
   await new Promise<void>((resolve) => (timer = setTimeout(resolve, killAfterMs)));
   clearTimeout(timer);
   child.kill('SIGKILL');
+  const killedDuringCompaction = compactionsStarted > compactions;
   const [code, signal] = await exited;
   await disconnected;
   if (signal !== 'SIGKILL') throw new Error(`worker ended by itself (code ${String(code)}): ${stderr}`);
-  return { acks, done, ranMs: Date.now() - readyAt };
+  return { acks, done, compactions, killedDuringCompaction, ranMs: Date.now() - readyAt };
 }
 
 interface LoggedJob {
@@ -109,7 +117,7 @@ describe('Queue killed with SIGKILL while it works at full speed', () => {
     const rng = new Rng(SEED);
     const acked = new Map<number, number>();
     const completed = new Set<number>();
-    const figures = { seed: SEED, rounds: 0, ackedEnqueues: 0, ackedCompletions: 0, jobsInLog: 0, jobsWithStalls: 0, killAfterMs: [] as number[] };
+    const figures = { seed: SEED, rounds: 0, ackedEnqueues: 0, ackedCompletions: 0, compactions: 0, killsDuringCompaction: 0, jobsInLog: 0, jobsWithStalls: 0, killAfterMs: [] as number[] };
     let previousMaxId = 0;
     try {
       for (let round = 1; round <= ROUNDS; round++) {
@@ -122,6 +130,8 @@ describe('Queue killed with SIGKILL while it works at full speed', () => {
         figures.killAfterMs.push(killAfterMs);
         figures.ackedEnqueues += report.acks.size;
         figures.ackedCompletions += report.done.size;
+        figures.compactions += report.compactions;
+        if (report.killedDuringCompaction) figures.killsDuringCompaction++;
         const context = `round ${round} (${mode}, killed ${report.ranMs} ms after ready, seed ${SEED}, dir ${dir})`;
 
         const queue = await Queue.open(dir, WORKER_QUEUE_OPTIONS);

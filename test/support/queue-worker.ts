@@ -1,11 +1,13 @@
 // The child process of the SIGKILL torture (test/crash/queue-sigkill.test.ts). It opens the queue
 // in <dir> with durability <mode>, enqueues and processes jobs at full speed (four producers
 // of enqueue/enqueueMany calls, a processor with eight slots, some jobs failing once and retried,
-// some delayed; compaction back to back once Queue has compact()), and reports to its parent
+// some delayed; compaction every 10 ms), and reports to its parent
 // over IPC, always after the fact:
 //   { ready: pid }                              the queue is open
-//   { acks: [[tag, id], ...], done: [id, ...] } enqueues whose promise resolved, and jobs whose
-//                                               'completed' event fired (record written to the OS)
+//   { compacting: true }                        a compaction starts
+//   { acks: [[tag, id], ...], done: [id, ...], compacted: [jobs, ...] }
+//     enqueues whose promise resolved, jobs whose 'completed' event fired (record written to the
+//     OS), and compactions that completed
 // It runs until it is killed. A report lost with the process only makes the parent's check
 // weaker, never wrong. Job data is a pure function of the job's tag (jobFor), so the parent can
 // check every job in the log, also those whose enqueue was never acknowledged.
@@ -32,6 +34,10 @@ export interface WorkerMessage {
   readonly ready?: number;
   readonly acks?: readonly (readonly [number, number])[];
   readonly done?: readonly number[];
+  /** A compaction starts (sent at once, so the parent can tell a kill inside one). */
+  readonly compacting?: boolean;
+  /** Compactions that completed, each with the number of live jobs it wrote. */
+  readonly compacted?: readonly number[];
 }
 
 /** The job a tag stands for: a third carry raw bytes, the rest JSON with multi-byte text. */
@@ -64,13 +70,15 @@ async function main(directory: string, durability: Durability, round: number): P
   const queue = await Queue.open(directory, { ...WORKER_QUEUE_OPTIONS, durability, syncIntervalMs: 5 });
   let acks: (readonly [number, number])[] = [];
   let done: number[] = [];
+  let compacted: number[] = [];
   let flushing = false;
   const flush = (): void => {
     flushing = false;
-    if (acks.length === 0 && done.length === 0) return;
-    process.send!({ acks, done } satisfies WorkerMessage);
+    if (acks.length === 0 && done.length === 0 && compacted.length === 0) return;
+    process.send!({ acks, done, compacted } satisfies WorkerMessage);
     acks = [];
     done = [];
+    compacted = [];
   };
   const report = (): void => {
     if (flushing) return;
@@ -107,17 +115,18 @@ async function main(directory: string, durability: Durability, round: number): P
       report();
     }
   };
-  const compactable = queue as unknown as { compact?: () => Promise<unknown> };
+  // Compaction back to back (a short pause between runs), so that many kills land inside one.
   const compactLoop = async (): Promise<void> => {
     for (;;) {
-      await new Promise((resolve) => setTimeout(resolve, 20));
-      await compactable.compact!();
+      await new Promise((resolve) => setTimeout(resolve, 10));
+      process.send!({ compacting: true } satisfies WorkerMessage);
+      const result = await queue.compact();
+      compacted.push(result.jobs);
+      report();
     }
   };
   process.send!({ ready: process.pid } satisfies WorkerMessage);
-  const loops = [produce(), produce(), produce(), produce()];
-  if (typeof compactable.compact === 'function') loops.push(compactLoop());
-  await Promise.all(loops);
+  await Promise.all([produce(), produce(), produce(), produce(), compactLoop()]);
 }
 
 const script = process.argv[1];
