@@ -1,7 +1,7 @@
 // Run-time I/O faults at queue level (issue 5, part 4), on the simulated disk.
 //
 // Method: one scripted workload (enqueue, enqueueMany and a processor completing jobs, in 4 KiB
-// segments so the log rolls, then close) runs once without faults to count its disk operations,
+// segments so the log rolls, one compaction halfway, then close) runs once without faults to count its disk operations,
 // then once per fault position: EIO on the k-th fdatasync, ENOSPC after N bytes, a short k-th
 // write, EIO on the j-th write-side operation of any kind (writev, datasync, directory fsync,
 // open, rename, unlink, truncate). Every case must keep the contract of docs/durability.md:
@@ -54,10 +54,12 @@ interface Run {
   readonly errors: Error[];
   openError: unknown;
   closeError: unknown;
+  compactError: unknown;
   /** Handler runs that began after the first 'error' event. */
   runsAfterError: number;
-  /** writev/datasync operations after the first 'error' event, and datasyncs after a failed one. */
+  /** writev/datasync operations after the first 'error' event. */
   writesAfterError: SimOperationEvent[];
+  /** fdatasyncs of the file whose fdatasync failed, after the failure. */
   datasyncsAfterFailedOne: number;
 }
 
@@ -66,12 +68,17 @@ interface Run {
  * processor completing jobs as they come; then close. Every call is awaited per round, so the
  * order of calls is fixed.
  */
-async function runWorkload(disk: SimFileSystem, durability: Durability): Promise<Run> {
-  const run: Run = { calls: [], errors: [], openError: undefined, closeError: undefined, runsAfterError: 0, writesAfterError: [], datasyncsAfterFailedOne: 0 };
-  let datasyncFailed = false;
+async function runWorkload(disk: SimFileSystem, durability: Durability, failedDatasync?: number): Promise<Run> {
+  const run: Run = { calls: [], errors: [], openError: undefined, closeError: undefined, compactError: undefined, runsAfterError: 0, writesAfterError: [], datasyncsAfterFailedOne: 0 };
+  // With `failedDatasync` = k (the disk fails its k-th fdatasync), a later fdatasync of the same
+  // file would be a retry.
+  let datasyncs = 0;
+  let failedPath: string | undefined;
   disk.onOperation((event) => {
     if (run.errors.length > 0 && (event.op === 'writev' || event.op === 'datasync')) run.writesAfterError.push(event);
-    if (datasyncFailed && event.op === 'datasync') run.datasyncsAfterFailedOne++;
+    if (event.op !== 'datasync') return;
+    if (event.path === failedPath) run.datasyncsAfterFailedOne++;
+    if (++datasyncs === failedDatasync) failedPath = event.path;
   });
   let queue: Queue;
   try {
@@ -80,10 +87,7 @@ async function runWorkload(disk: SimFileSystem, durability: Durability): Promise
     run.openError = error;
     return run;
   }
-  queue.on('error', (error) => {
-    run.errors.push(error);
-    if ((error.cause as NodeJS.ErrnoException | undefined)?.syscall === 'fdatasync' || (error as NodeJS.ErrnoException).syscall === 'fdatasync') datasyncFailed = true;
-  });
+  queue.on('error', (error) => run.errors.push(error));
   queue.registerProcessor(
     (job) => {
       if (run.errors.length > 0) run.runsAfterError++;
@@ -117,6 +121,7 @@ async function runWorkload(disk: SimFileSystem, durability: Durability): Promise
       track(many, queue.enqueueMany(many.map((t) => ({ name: 'job', data: dataFor(t) })))),
     ]);
     await new Promise((resolve) => setImmediate(resolve));
+    if (round === 6) await queue.compact().catch((error: unknown) => (run.compactError = error));
   }
   await queue.close().catch((error: unknown) => (run.closeError = error));
   return run;
@@ -211,9 +216,12 @@ describe('Queue under run-time I/O faults', () => {
       const context = `EIO on fdatasync #${k} of ${syncs}`;
       const disk = new SimFileSystem();
       disk.failDatasync(k);
-      const run = await runWorkload(disk, 'sync');
-      // Seen by an 'error' event (an fdatasync of appended records) or by close() rejecting (its own).
-      if (run.openError === undefined) expect(run.errors.length > 0 || run.closeError !== undefined, `${context}: went unnoticed`).toBe(true);
+      const run = await runWorkload(disk, 'sync', k);
+      // Seen by an 'error' event (an fdatasync of appended records), or by compact() or close()
+      // rejecting (their own fdatasyncs).
+      if (run.openError === undefined) {
+        expect(run.errors.length > 0 || run.closeError !== undefined || run.compactError !== undefined, `${context}: went unnoticed`).toBe(true);
+      }
       assertFaultContract(run, context);
       await assertRecovers(disk, run, 'sync', context);
     });
