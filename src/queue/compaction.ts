@@ -108,6 +108,15 @@ const META_RECORD_BYTES = RECORD_OVERHEAD_BYTES + 8;
 /** Added records kept in memory between a job's added record and its outcome record in the scan. */
 const HOLD_BUDGET_BYTES = 8 * 1024 * 1024;
 const EMPTY = new Uint8Array(0);
+/**
+ * Longest stretch of scanning without giving the event loop a turn, in ms: records that need no
+ * I/O are decided synchronously, and a 4 MiB chunk of them would otherwise hold up enqueues.
+ */
+const MAX_TURN_MS = 2;
+/** Records between two looks at the clock. */
+const CLOCK_EVERY_RECORDS = 64;
+/** Snapshot records are encoded into one reused buffer of this size (larger ones get their own). */
+const SCRATCH_BYTES = 256 * 1024;
 
 /**
  * Runs compactions for one queue: manual ones (compact()) and automatic ones, which
@@ -216,7 +225,7 @@ export class Compactor {
     const cut = log.cut();
     const live = captureLive(index, this.#host.unindexed(), Date.now());
     try {
-      if (cut === 0) return this.#completed({ bytesBefore: 0, bytesAfter: 0, durationMs: performance.now() - startedAt, jobs: 0 }, 0);
+      if (cut === 0) return this.#completed({ bytesBefore: 0, bytesAfter: 0, durationMs: performance.now() - startedAt, jobs: 0 });
       // Each live job owns at least one record up to the cut, and so does the lease: the output
       // never needs more LSNs than the range it replaces holds.
       assert(live.records <= cut, `${live.records} snapshot records for ${cut} LSNs`);
@@ -226,31 +235,34 @@ export class Compactor {
       await Promise.allSettled(live.acknowledgements);
       writer.relocate(index);
       const report = { bytesBefore: result.bytesBefore, bytesAfter: result.bytesAfter, durationMs: performance.now() - startedAt, jobs: writer.jobs };
-      return this.#completed(report, log.stats().sizeBytes);
+      return this.#completed(report);
     } catch (error) {
       this.#failures++;
       this.#lastError = error instanceof Error ? error : new Error(String(error));
+      // Retry once the log has grown by the dead ratio (a full disk may have room again by then).
       this.#arm(log.status === 'open' ? log.stats().sizeBytes : 0);
       throw error;
     }
   }
 
-  #completed(report: CompactionReport, logBytesAfter: number): CompactionReport {
+  #completed(report: CompactionReport): CompactionReport {
     this.#runs++;
     this.#bytesReclaimed += report.bytesBefore - report.bytesAfter;
     this.#bytesWritten += report.bytesAfter;
     this.#durationMs += report.durationMs;
     this.#last = report;
-    this.#arm(logBytesAfter);
+    this.#arm(report.bytesAfter);
     if (report.bytesBefore > 0) this.#host.compacted(report);
     return report;
   }
 
   /**
-   * The next automatic compaction waits until the log has grown by the dead ratio since this
-   * one. With an accurate live estimate this never binds (the ratio itself is reached later, at
-   * about live / (1 − ratio)); it bounds the cost if the estimate is off or a compaction failed:
-   * each one is paid for by at least ratio × its size of new appends.
+   * The next automatic compaction waits until the log is larger than `bytes` (what this one
+   * wrote, or the log it failed on) by the dead ratio. With an accurate live estimate this never
+   * binds: the ratio itself is reached later, at about live / (1 − ratio). It bounds the cost if
+   * the estimate is off or a compaction keeps failing: each one is paid for by at least ratio ×
+   * its size of new appends. Appends made while a compaction runs count towards the next one,
+   * so under heavy churn compactions may follow each other directly.
    */
   #arm(logBytes: number): void {
     this.#armedAtBytes = logBytes * (1 + this.#policy.deadRatio);
@@ -299,7 +311,14 @@ class SnapshotWriter {
   /** Added records of jobs whose outcome record comes later in the scan (a copy each). */
   readonly #held = new Map<number, Buffer>();
   #heldBytes = 0;
+  /**
+   * Where each snapshot record is encoded before out.write() copies it into the output (it does
+   * so before returning), so one buffer serves every record: no allocation per live job.
+   */
+  readonly #scratch = Buffer.allocUnsafe(SCRATCH_BYTES);
   #output: RewriteOutput | undefined;
+  #turnStartedAt = performance.now();
+  #sinceClock = 0;
   jobs = 0;
 
   constructor(log: Log, live: LiveState, stopping: () => boolean) {
@@ -313,9 +332,20 @@ class SnapshotWriter {
     this.#output = output;
     const leaseBound = this.#live.capture.leaseBound;
     if (leaseBound > 0) await output.write(encodeMeta(leaseBound));
-    await this.#log.scan(cut, (payload, _lsn, location) => this.#visit(payload, location));
+    await this.#log.scan(cut, (payload, _lsn, location) => this.#visitInTurn(payload, location));
     // A job missing here would be lost by the commit: refuse to commit instead.
     assert(this.jobs === this.#live.jobs, `compaction found ${this.jobs} of ${this.#live.jobs} live jobs`);
+  }
+
+  #visitInTurn(payload: Buffer, location: number): Promise<void> | undefined {
+    if (++this.#sinceClock < CLOCK_EVERY_RECORDS) return this.#visit(payload, location);
+    this.#sinceClock = 0;
+    if (performance.now() - this.#turnStartedAt < MAX_TURN_MS) return this.#visit(payload, location);
+    // The scan keeps `payload` valid until this promise settles.
+    return new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
+      this.#turnStartedAt = performance.now();
+      return this.#visit(payload, location);
+    });
   }
 
   /** Decides, for one record up to the cut, whether it completes a live job's snapshot. */
@@ -350,7 +380,7 @@ class SnapshotWriter {
     const job = this.#live.unindexed.size === 0 ? undefined : this.#live.unindexed.get(id);
     if (job === undefined || job.location !== location) return undefined;
     const state = job.runAt <= this.#live.now ? StateCode.pending : StateCode.delayed;
-    const record = encodeSnapshot({ state, attemptsMade: 0, stalls: 0, runAt: job.runAt, added: payload, outcome: EMPTY });
+    const record = encodeSnapshot({ state, attemptsMade: 0, stalls: 0, runAt: job.runAt, added: payload, outcome: EMPTY }, this.#scratch);
     return this.#writeRecord(record).then((newLocation) => {
       job.newLocation = newLocation;
       this.jobs++;
@@ -374,7 +404,7 @@ class SnapshotWriter {
       runAt: capture.runAts[slot]!,
       added,
       outcome,
-    });
+    }, this.#scratch);
     return this.#writeRecord(record).then((newLocation) => {
       this.#newLocations[slot] = newLocation;
       this.jobs++;

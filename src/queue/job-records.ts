@@ -448,11 +448,19 @@ export interface SnapshotFields {
   readonly outcome: Uint8Array;
 }
 
-export function encodeSnapshot(fields: SnapshotFields): Buffer {
+/**
+ * Encodes a snapshot record. With `scratch` large enough, the record is written into it and a
+ * view is returned (compaction reuses one buffer: the log copies each payload as it takes it).
+ */
+export function encodeSnapshot(fields: SnapshotFields, scratch?: Buffer): Buffer {
   const id = recordId(fields.added);
   assert(fields.state !== StateCode.none, 'a snapshot is of a live job');
+  assert(Number.isSafeInteger(id) && id >= 0 && id <= MAX_JOB_ID, `job id ${id}`);
   const size = SNAPSHOT_HEADER_SIZE + fields.added.length + fields.outcome.length;
-  const buffer = allocRecord(RecordKind.snapshot, fields.state, id, size);
+  const buffer = scratch !== undefined && scratch.length >= size ? scratch.subarray(0, size) : Buffer.allocUnsafe(size);
+  buffer[0] = RecordKind.snapshot;
+  buffer[1] = fields.state;
+  buffer.writeUIntLE(id, 2, 6);
   buffer.writeUInt32LE(fields.attemptsMade, 8);
   buffer.writeUInt16LE(fields.stalls, 12);
   buffer.writeUInt16LE(0, 14);

@@ -240,9 +240,12 @@ export class Queue<J extends JobMap = DefaultJobMap> extends EventEmitter<QueueE
       durability = strongest(durability, wanted);
     }
     if (fresh.length > 0) {
-      const lease = this.#leaseIds(fresh[fresh.length - 1]!.id);
+      const added = this.#appendAdded(fresh, durability);
+      // The lease record follows the jobs' records: a refused append (too large, closed) writes
+      // neither. No enqueue resolves before the lease is synced, so the order is safe.
+      const lease = added.written ? this.#leaseIds(fresh[fresh.length - 1]!.id) : undefined;
       if (lease !== undefined) waits.push(lease);
-      waits.push(this.#appendAdded(fresh, durability));
+      waits.push(added.acknowledged);
     }
     if (waits.length === 1) await waits[0];
     else await Promise.all(waits);
@@ -285,11 +288,16 @@ export class Queue<J extends JobMap = DefaultJobMap> extends EventEmitter<QueueE
     return syncing;
   }
 
-  /** Appends the added records (one record, or one atomic group) and indexes them once acknowledged. */
-  #appendAdded(jobs: PreparedJob[], durability: Durability | undefined): Promise<void> {
+  /**
+   * Appends the added records (one record, or one atomic group) and indexes them once
+   * acknowledged. `written` is false when the log refused them without writing anything.
+   */
+  #appendAdded(jobs: PreparedJob[], durability: Durability | undefined): { written: boolean; acknowledged: Promise<void> } {
     const records = jobs.map((job) => job.record);
     const options = durability === this.#options.durability ? undefined : { durability };
+    const lsnBefore = this.#log.lastLsn;
     const appended = records.length === 1 ? this.#log.append(records[0]!, options) : this.#log.appendGroup(records, options);
+    if (this.#log.lastLsn === lsnBefore) return { written: false, acknowledged: appended };
     const firstLocation = this.#log.lastLocation;
     const batch: { firstLocation: number; jobs: PreparedJob[]; acknowledged: Promise<void> } = { firstLocation, jobs, acknowledged: appended };
     const acknowledged = appended.then(
@@ -308,7 +316,7 @@ export class Queue<J extends JobMap = DefaultJobMap> extends EventEmitter<QueueE
     let appendedBytes = 0;
     for (const record of records) appendedBytes += record.length;
     this.#compactor.noteAppended(appendedBytes);
-    return acknowledged;
+    return { written: true, acknowledged };
   }
 
   #indexAdded(batch: UnindexedBatch & { jobs: PreparedJob[] }): void {
