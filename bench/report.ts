@@ -34,7 +34,7 @@ const SECTION_TITLES: Record<Section, string> = {
   engine: 'Engine (Log): ratios to the disk limits of this run',
   queue: 'Queue: ratios to the SQLite baseline of this run',
   sqlite: 'SQLite baseline: ratios to the disk limits of this run',
-  compaction: 'Compaction (issue 4)',
+  compaction: 'Compaction: ratios to the disk limits of this run',
   published: 'Published figures, not measured',
 };
 

@@ -2,7 +2,7 @@
 // (removed afterwards, also on Ctrl-C), then prints the markdown report to stdout. Progress goes
 // to stderr, so `npm run bench > bench.md` keeps only the report.
 //
-//   node --import tsx bench/run.ts [--full] [--only engine|queue|baselines]... [--json out.json] [--dir parent]
+//   node --import tsx bench/run.ts [--full] [--only engine|queue|compaction|baselines]... [--json out.json] [--dir parent]
 //
 // A group whose target module (the Log, the Queue) does not exist yet is skipped with a note;
 // a group that fails is reported as failed and the exit code is 1. Missed targets do not change
@@ -20,12 +20,12 @@ import { runSqliteBaseline } from './sqlite.ts';
 
 const USAGE = `Usage: npm run bench -- [options]
   --full            longer runs and the issues' full sizes (1M-record replay, 1M pending jobs)
-  --only <group>    engine | queue | baselines (disk limits + SQLite); repeatable; default all
+  --only <group>    engine | queue | compaction | baselines (disk limits + SQLite); repeatable; default all
   --json <file>     also write the rows and the machine as JSON
   --dir <path>      parent of the temp dir (default ${os.tmpdir()}); must be on the disk to measure
   --help`;
 
-const GROUP_NAMES = ['engine', 'queue', 'baselines'] as const;
+const GROUP_NAMES = ['engine', 'queue', 'compaction', 'baselines'] as const;
 type GroupName = (typeof GROUP_NAMES)[number];
 
 interface Group {
@@ -82,9 +82,13 @@ const GROUPS: readonly Group[] = [
     run: (context) =>
       runAgainst(context, 'queue', { specifier: '../src/index.ts', exportName: 'Queue' }, async () => (await import('./queue.ts')).runQueueBench),
   },
-  // Compaction (issue 4) goes here as its own group: throughput in MB/s of live data against
-  // disk.sequential, space amplification under churn, start-up time vs. history length, and p99
-  // enqueue latency during compaction against the same without.
+  {
+    name: 'compaction',
+    section: 'compaction',
+    label: 'compaction',
+    run: (context) =>
+      runAgainst(context, 'compaction', { specifier: '../src/index.ts', exportName: 'Queue' }, async () => (await import('./compaction.ts')).runCompactionBench),
+  },
 ];
 
 function parseOptions(): { full: boolean; only: Set<GroupName>; json?: string; dir: string } | undefined {
@@ -169,9 +173,6 @@ async function main(): Promise<number> {
     await rm(root, { recursive: true, force: true });
   }
   if (options.only.has('queue')) rows.push(...PUBLISHED_ROWS);
-  if (options.only.has('engine') || options.only.has('queue')) {
-    context.note('compaction', 'Not benchmarked yet: compaction throughput, space amplification under churn and start-up time vs. history length come with issue 4.');
-  }
 
   const machine = describeMachine(options.dir, loadAverage);
   const wallSeconds = secondsSince(startedNs);
