@@ -239,14 +239,7 @@ export class Queue<J extends JobMap = DefaultJobMap> extends EventEmitter<QueueE
       ids[at] = id;
       durability = strongest(durability, wanted);
     }
-    if (fresh.length > 0) {
-      const added = this.#appendAdded(fresh, durability);
-      // The lease record follows the jobs' records: a refused append (too large, closed) writes
-      // neither. No enqueue resolves before the lease is synced, so the order is safe.
-      const lease = added.written ? this.#leaseIds(fresh[fresh.length - 1]!.id) : undefined;
-      if (lease !== undefined) waits.push(lease);
-      waits.push(added.acknowledged);
-    }
+    if (fresh.length > 0) waits.push(this.#appendAdded(fresh, durability));
     if (waits.length === 1) await waits[0];
     else await Promise.all(waits);
     return ids;
@@ -289,18 +282,23 @@ export class Queue<J extends JobMap = DefaultJobMap> extends EventEmitter<QueueE
   }
 
   /**
-   * Appends the added records (one record, or one atomic group) and indexes them once
-   * acknowledged. `written` is false when the log refused them without writing anything.
+   * Appends the added records (one record, or one atomic group) and the id lease they need, and
+   * indexes the jobs once both are acknowledged (so none is dispatched before its enqueue
+   * resolves). The lease record follows the jobs' records, so an append the log refuses without
+   * writing (too large, closed) writes no lease either; no enqueue resolves before the lease is
+   * synced, so the order is safe.
    */
-  #appendAdded(jobs: PreparedJob[], durability: Durability | undefined): { written: boolean; acknowledged: Promise<void> } {
+  #appendAdded(jobs: PreparedJob[], durability: Durability | undefined): Promise<void> {
     const records = jobs.map((job) => job.record);
     const options = durability === this.#options.durability ? undefined : { durability };
     const lsnBefore = this.#log.lastLsn;
     const appended = records.length === 1 ? this.#log.append(records[0]!, options) : this.#log.appendGroup(records, options);
-    if (this.#log.lastLsn === lsnBefore) return { written: false, acknowledged: appended };
+    if (this.#log.lastLsn === lsnBefore) return appended;
     const firstLocation = this.#log.lastLocation;
-    const batch: { firstLocation: number; jobs: PreparedJob[]; acknowledged: Promise<void> } = { firstLocation, jobs, acknowledged: appended };
-    const acknowledged = appended.then(
+    const lease = this.#leaseIds(jobs[jobs.length - 1]!.id);
+    const written = lease === undefined ? appended : Promise.all([appended, lease]).then(() => undefined);
+    const batch: { firstLocation: number; jobs: PreparedJob[]; acknowledged: Promise<void> } = { firstLocation, jobs, acknowledged: written };
+    const acknowledged = written.then(
       () => this.#indexAdded(batch),
       (error: unknown) => {
         this.#unindexed.delete(batch);
@@ -316,7 +314,7 @@ export class Queue<J extends JobMap = DefaultJobMap> extends EventEmitter<QueueE
     let appendedBytes = 0;
     for (const record of records) appendedBytes += record.length;
     this.#compactor.noteAppended(appendedBytes);
-    return { written: true, acknowledged };
+    return acknowledged;
   }
 
   #indexAdded(batch: UnindexedBatch & { jobs: PreparedJob[] }): void {
