@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { CorruptionError } from '../errors.ts';
 import { assert } from './assert.ts';
 import type { FileHandle, FileSystem } from './file-system.ts';
-import { parseFileName, quarantineFileName, segmentFileName } from './file-names.ts';
+import { parseFileName, quarantineFileName, segmentFileName, tempFileName } from './file-names.ts';
 import {
   decodeSealPayload,
   encodeRecordHeader,
@@ -76,7 +76,7 @@ export interface RecoveredSegment {
   readonly generation: number;
   /** compaction output: coverEndLsn > 0 */
   readonly coverEndLsn: number;
-  readonly handle: FileHandle;
+  handle: FileHandle;
   /** False when `handle` is read-only (the Log reopens the active segment for writing). */
   readonly writable: boolean;
   /** Last data LSN this segment accounts for (for compaction outputs: coverEndLsn). */
@@ -270,27 +270,47 @@ export async function recoverDirectory(
   // everything recovered, so make it durable first.
   const last = segments[segments.length - 1];
   if (last !== undefined && last.writable) {
-    // After a failed fdatasync Linux marks the pages clean: a restarted process still reads
-    // them, but a sync would not write them. Rewrite an unclean tail in place first.
-    if (!cleanShutdown && !last.sealed) await rewriteInPlace(last.handle, SEGMENT_HEADER_SIZE, last.sizeBytes);
-    await last.handle.datasync();
+    if (!cleanShutdown && !last.sealed && last.sizeBytes > SEGMENT_HEADER_SIZE) {
+      // After a failed fdatasync Linux marks the pages clean: a restarted process still reads
+      // them, but no sync will ever write them. So an unclean tail is copied into a fresh file
+      // and swapped in atomically; rewriting it in place would expose bytes that were synced
+      // (and acknowledged) to a torn write if the power failed during this open.
+      last.handle = await replaceByCopy(fs, directory, last);
+    } else {
+      await last.handle.datasync();
+    }
   }
   await fs.syncDirectory(directory);
   const lastLsn = segments.length === 0 ? 0 : segments[segments.length - 1]!.lastLsn;
   return { segments, cleanShutdown, records, lastLsn, truncated, quarantined, removedFiles: listing.removed };
 }
 
-/** Reads and writes back `[from, to)` in bounded chunks, so every page of it is dirty again. */
-async function rewriteInPlace(handle: FileHandle, from: number, to: number): Promise<void> {
-  const chunk = Buffer.allocUnsafe(Math.min(4 * 1024 * 1024, Math.max(to - from, 1)));
-  for (let at = from; at < to; ) {
-    const length = Math.min(chunk.length, to - at);
-    const got = await readFully(handle, chunk, length, at);
-    if (got !== length) throw new Error(`short read while rewriting the tail at offset ${at}`);
-    const written = await handle.writev([chunk.subarray(0, length)], at);
-    if (written !== length) throw new Error(`short write while rewriting the tail at offset ${at}`);
-    at += length;
+/**
+ * Copies the segment's valid bytes into `<name>.tmp`, syncs it, and renames it over the segment
+ * (then syncs the directory). A crash at any step leaves the old file or the complete copy.
+ * Returns a writable handle on the copy; the old handle is closed.
+ */
+async function replaceByCopy(fs: FileSystem, directory: string, segment: RecoveredSegment): Promise<FileHandle> {
+  const finalPath = path.join(directory, segment.name);
+  const tempPath = path.join(directory, tempFileName(segment.baseLsn, segment.generation));
+  await fs.unlink(tempPath).catch(() => undefined);
+  const copy = await fs.open(tempPath, 'create');
+  try {
+    const chunk = Buffer.allocUnsafe(Math.min(4 * 1024 * 1024, segment.sizeBytes));
+    for (let at = 0; at < segment.sizeBytes; ) {
+      const length = Math.min(chunk.length, segment.sizeBytes - at);
+      if ((await readFully(segment.handle, chunk, length, at)) !== length) throw new Error(`short read while copying ${segment.name} at offset ${at}`);
+      if ((await copy.writev([chunk.subarray(0, length)], at)) !== length) throw new Error(`short write while copying ${segment.name} at offset ${at}`);
+      at += length;
+    }
+    await copy.datasync();
+    await fs.rename(tempPath, finalPath);
+  } catch (error) {
+    await copy.close().catch(() => undefined);
+    throw error;
   }
+  await segment.handle.close();
+  return copy;
 }
 
 async function closeAll(segments: readonly RecoveredSegment[]): Promise<void> {
