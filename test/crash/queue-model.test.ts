@@ -977,6 +977,28 @@ describe('Queue against a reference model, with crashes at random points', () =>
 });
 
 describe('regressions found by the model test', () => {
+  // Found with the default seed (replayPath "AAVG:K"): in a 4 KiB segment the first enqueue,
+  // which also takes the id lease, had its job dispatched a few microtasks before the enqueue's
+  // promise resolved. Fixed in 8583335.
+  it('dispatches a job only after its enqueue resolved, also for the enqueue that takes the id lease', async () => {
+    // Sizes below, at and beyond the first 4 KiB segment's room (6 bytes per repetition).
+    const early: number[] = [];
+    for (const repetitions of [10, 600, 642, 660, 700]) {
+      const queue = await Queue.open(DIR, { fileSystem: new SimFileSystem(), segmentSize: 4096 });
+      let resolved = false;
+      let ran = false;
+      queue.registerProcessor(() => {
+        ran = true;
+        if (!resolved) early.push(repetitions);
+      });
+      await queue.enqueue('job', { text: 'é✓x'.repeat(repetitions) }).then(() => (resolved = true));
+      for (let turn = 0; turn < 50 && !ran; turn++) await new Promise((resolve) => setImmediate(resolve));
+      expect(ran).toBe(true);
+      await queue.close();
+    }
+    expect(early, 'jobs (by size) dispatched before their enqueue resolved').toEqual([]);
+  });
+
   // Fixed in e1c610d (the tail is now copied to a fresh file and swapped in). Found with
   // BLERO_MODEL_RUNS=3000 (seed 1673673707, path "33:0:0:0:2:1:2:3:3:3:3:3:3:3:5:3:4:4:3:3:6:7:8:9:16:18:24:24:24:24:29",
   // replayPath "BALK/Y:1"): a job whose failure a reopen had found (and made durable) came back
