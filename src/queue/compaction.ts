@@ -112,7 +112,7 @@ const EMPTY = new Uint8Array(0);
  * Longest stretch of scanning without giving the event loop a turn, in ms: records that need no
  * I/O are decided synchronously, and a 4 MiB chunk of them would otherwise hold up enqueues.
  */
-const MAX_TURN_MS = 2;
+const MAX_TURN_MS = 1;
 /** Records between two looks at the clock. */
 const CLOCK_EVERY_RECORDS = 64;
 /** Snapshot records are encoded into one reused buffer of this size (larger ones get their own). */
@@ -140,6 +140,15 @@ export class Compactor {
   #durationMs = 0;
   #last: CompactionReport | undefined;
   #lastError: Error | undefined;
+  /**
+   * Reads of the log by the queue, counted per epoch; the epoch moves on when a compaction has
+   * pointed the index at its output. A read of an earlier epoch may be of a segment that
+   * compaction replaced, which the engine keeps open only until its next rewrite starts: that
+   * rewrite waits for those reads (see trackRead).
+   */
+  #readEpoch = 0;
+  readonly #readsByEpoch = new Map<number, number>();
+  #readsSettled: (() => void) | undefined;
 
   constructor(host: CompactorHost) {
     this.#host = host;
@@ -164,6 +173,36 @@ export class Compactor {
       last: this.#last,
       lastError: this.#lastError,
     };
+  }
+
+  /**
+   * Registers a read of the log (by location from the index) and returns it. The engine keeps a
+   * replaced segment readable until its next rewrite starts, so the next compaction waits until
+   * every read that may target one has settled. Reads of the current epoch never do: the index
+   * pointed at live segments when they started.
+   */
+  trackRead<T>(read: Promise<T>): Promise<T> {
+    const epoch = this.#readEpoch;
+    this.#readsByEpoch.set(epoch, (this.#readsByEpoch.get(epoch) ?? 0) + 1);
+    const settled = (): void => {
+      const left = this.#readsByEpoch.get(epoch)! - 1;
+      if (left > 0) {
+        this.#readsByEpoch.set(epoch, left);
+        return;
+      }
+      this.#readsByEpoch.delete(epoch);
+      this.#readsSettled?.();
+    };
+    read.then(settled, settled);
+    return read;
+  }
+
+  /** Resolves once no read from before the last relocation is in flight. */
+  async #readsOfEarlierEpochs(): Promise<void> {
+    const current = this.#readEpoch;
+    const pending = (): boolean => [...this.#readsByEpoch.keys()].some((epoch) => epoch < current);
+    while (pending()) await new Promise<void>((resolve) => (this.#readsSettled = resolve));
+    this.#readsSettled = undefined;
   }
 
   /**
@@ -230,10 +269,12 @@ export class Compactor {
       // never needs more LSNs than the range it replaces holds.
       assert(live.records <= cut, `${live.records} snapshot records for ${cut} LSNs`);
       const writer = new SnapshotWriter(log, live, () => this.#stopping);
+      await this.#readsOfEarlierEpochs();
       const result = await log.rewrite(cut, (output) => writer.write(cut, output));
       // Unindexed jobs get their index entries when acknowledged: wait, so they are relocated too.
       await Promise.allSettled(live.acknowledgements);
       writer.relocate(index);
+      this.#readEpoch++;
       const report = { bytesBefore: result.bytesBefore, bytesAfter: result.bytesAfter, durationMs: performance.now() - startedAt, jobs: writer.jobs };
       return this.#completed(report);
     } catch (error) {

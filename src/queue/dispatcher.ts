@@ -44,6 +44,8 @@ export interface DispatcherHost {
   readonly events: EventEmitter<QueueEvents<DefaultJobMap>>;
   /** Called after each record the dispatcher appends, with its payload bytes (compaction's trigger counts them). */
   appended(payloadBytes: number): void;
+  /** Reads a record by location (log.read, tracked so that compaction keeps its segment readable). */
+  read(location: number): Promise<Buffer>;
 }
 
 interface ProcessorEntry {
@@ -203,7 +205,7 @@ export class Dispatcher {
     if (cached !== undefined) {
       appended.then(() => this.#run(execution, cached), onFailure);
     } else {
-      Promise.all([log.read(index.location(slot)), appended]).then(([payload]) => this.#run(execution, payload), onFailure);
+      Promise.all([this.#host.read(index.location(slot)), appended]).then(([payload]) => this.#run(execution, payload), onFailure);
     }
   }
 

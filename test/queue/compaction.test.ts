@@ -430,3 +430,52 @@ describe('compaction concurrent with enqueue and processing', () => {
     await reopened.close();
   });
 });
+
+describe('reads racing compaction', () => {
+  it('keeps a segment replaced by one compaction readable for a read started before it, even when the next compaction starts', async () => {
+    // A disk whose reads wait at a gate while it is closed: a getJob started before a compaction
+    // is still reading the old segment when the next compaction begins.
+    const sim = new SimFileSystem();
+    let gate: Deferred<void> | undefined;
+    const gated = (handle: Awaited<ReturnType<SimFileSystem['open']>>): typeof handle => ({
+      read: async (...args) => {
+        const waitFor = gate?.promise;
+        if (waitFor !== undefined) await waitFor;
+        return handle.read(...args);
+      },
+      writev: (...args) => handle.writev(...args),
+      datasync: () => handle.datasync(),
+      truncate: (length) => handle.truncate(length),
+      size: () => handle.size(),
+      close: () => handle.close(),
+    });
+    const disk: NonNullable<QueueOptions['fileSystem']> = {
+      open: async (path, mode) => gated(await sim.open(path, mode)),
+      readdir: (path) => sim.readdir(path),
+      rename: (source, target) => sim.rename(source, target),
+      unlink: (path) => sim.unlink(path),
+      mkdir: (path) => sim.mkdir(path),
+      syncDirectory: (path) => sim.syncDirectory(path),
+    };
+    const first = await Queue.open('/q', { fileSystem: disk, compaction: false });
+    const ids = await first.enqueueMany(range(1, 20).map((n) => ({ name: 'job', data: { n } })));
+    await first.close();
+    // Reopened: no job is cached, getJob reads the log.
+    const queue = await Queue.open('/q', { fileSystem: disk, compaction: false });
+    const held = deferred();
+    gate = held;
+    const reading = queue.getJob(ids[3]!);
+    gate = undefined;
+    // This compaction replaces the segment the read is waiting on; the next one would close it.
+    await queue.compact();
+    let nextDone = false;
+    const next = queue.compact().then(() => (nextDone = true));
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(nextDone, 'the next compaction waits for the read').toBe(false);
+    held.resolve();
+    await next;
+    expect(await reading).toMatchObject({ id: ids[3], data: { n: 4 } });
+    expect(await queue.getJob(ids[4]!)).toMatchObject({ id: ids[4], data: { n: 5 } });
+    await queue.close();
+  });
+});
