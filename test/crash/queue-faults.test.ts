@@ -453,7 +453,9 @@ describe('Queue.open under read errors during replay', () => {
   });
 
   // Found by the model test (BLERO_MODEL_SEED=random, 3000 runs: 8 unhandled rejections from
-  // settleStalledJobs in src/queue/queue.ts). Open settles the jobs the dead process was running:
+  // settleStalledJobs in src/queue/queue.ts; the default seed shrinks it to: 'sync', settle
+  // 'immediate', concurrency 3, three enqueues, a process crash, a reopen whose disk dies after
+  // 17 operations — replayPath "AEEj:K", path "261:6:5:6:5:5:5:5:5:6:6:6:6:6:6:6:6:6"). Open settles the jobs the dead process was running:
   // for each it reads the job back, then appends a stalled record, and awaits the appends only
   // after the loop. When the disk fails in between, an append is refused at once by the
   // poisoned log, then the next read throws out of the loop, and the refused append's rejected

@@ -964,10 +964,17 @@ describe('Queue against a reference model, with crashes at random points', () =>
         totals.runs++;
         trace(`=== run ${totals.runs}: ${JSON.stringify(config)}`);
         const harness = await Harness.start(config);
-        await fc.asyncModelRun(() => ({ model: harness, real: harness }), commands);
-        // Every run ends with a clean close and reopen, checked against the live model.
-        await new CloseReopenCommand().run(harness);
-        await harness.queue.close({ timeoutMs: 0 });
+        // A rejection nobody handles would kill a real process (Node's default): a failure of the run.
+        const onUnhandled = (reason: unknown): void => void harness.violations.push(`unhandled rejection: ${String(reason).split('\n')[0]}`);
+        process.on('unhandledRejection', onUnhandled);
+        try {
+          await fc.asyncModelRun(() => ({ model: harness, real: harness }), commands);
+          // Every run ends with a clean close and reopen, checked against the live model.
+          await new CloseReopenCommand().run(harness);
+          await harness.queue.close({ timeoutMs: 0 });
+        } finally {
+          process.off('unhandledRejection', onUnhandled);
+        }
         totals.commands += [...commands].length;
       }),
       { numRuns: RUNS, ...(SEED === undefined ? {} : { seed: SEED }), ...(PATH === undefined ? {} : { path: PATH }) },
