@@ -545,25 +545,38 @@ function closeTimeout(options: CloseOptions | undefined): number | undefined {
  * pending with its stall count raised, or failed with a StalledError once past its maxStalls.
  * The record is awaited at the queue's durability so the count survives another crash at once.
  */
+/**
+ * Marks `promise` as handled now, for a caller that awaits it only later: if an await in
+ * between throws first, its rejection must not become an unhandled one (which kills the process
+ * under Node's default) — the caller's later await still sees it.
+ */
+function settledLater<T>(promise: Promise<T>): Promise<T> {
+  promise.catch(() => undefined);
+  return promise;
+}
+
 async function settleStalledJobs(log: Log, index: JobIndex, durability: Durability): Promise<void> {
   const slots = index.activeSlots();
   if (slots.length === 0) return;
   const now = Date.now();
+  // Every read first, then every append in one synchronous pass: no append promise waits
+  // unobserved while a read is pending (a disk failing between them would leave it unhandled).
+  const payloads = await Promise.all(slots.map((slot) => log.read(index.location(slot))));
+  const maxStalls = payloads.map((payload) => decodeAdded(addedPart(payload)).maxStalls);
   const appends: Promise<void>[] = [];
-  for (const slot of slots) {
+  for (const [at, slot] of slots.entries()) {
     const id = index.id(slot);
     const attempt = index.attemptsMade(slot) + 1;
-    const added = decodeAdded(addedPart(await log.read(index.location(slot))));
     const stalls = index.stalls(slot) + 1;
-    if (stalls > added.maxStalls) {
+    if (stalls > maxStalls[at]!) {
       assertTransition(RecordKind.failed, StateCode.active, attempt - 1, attempt);
       const error = new StalledError(id, stalls);
       const record = encodeFailed({ id, attempt, finishedAt: now, willRetry: false, retryAt: 0, stalled: true, error });
-      appends.push(log.append(record, { durability }));
+      appends.push(settledLater(log.append(record, { durability })));
       index.failed(slot, now, log.lastLocation, true, record.length);
     } else {
       assertTransition(RecordKind.stalled, StateCode.active, attempt - 1, attempt);
-      appends.push(log.append(encodeStalled(id, attempt, stalls), { durability }));
+      appends.push(settledLater(log.append(encodeStalled(id, attempt, stalls), { durability })));
       index.requeued(slot, stalls, now);
     }
   }
