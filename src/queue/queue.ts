@@ -540,12 +540,6 @@ function closeTimeout(options: CloseOptions | undefined): number | undefined {
 }
 
 /**
- * After replay, the jobs still active are the ones the previous process was running when it
- * died (a clean close leaves none: it waits for them or releases them). Each is a stall: back to
- * pending with its stall count raised, or failed with a StalledError once past its maxStalls.
- * The record is awaited at the queue's durability so the count survives another crash at once.
- */
-/**
  * Marks `promise` as handled now, for a caller that awaits it only later: if an await in
  * between throws first, its rejection must not become an unhandled one (which kills the process
  * under Node's default) — the caller's later await still sees it.
@@ -555,6 +549,12 @@ function settledLater<T>(promise: Promise<T>): Promise<T> {
   return promise;
 }
 
+/**
+ * After replay, the jobs still active are the ones the previous process was running when it
+ * died (a clean close leaves none: it waits for them or releases them). Each is a stall: back to
+ * pending with its stall count raised, or failed with a StalledError once past its maxStalls.
+ * The record is awaited at the queue's durability so the count survives another crash at once.
+ */
 async function settleStalledJobs(log: Log, index: JobIndex, durability: Durability): Promise<void> {
   const slots = index.activeSlots();
   if (slots.length === 0) return;
