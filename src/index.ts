@@ -10,7 +10,8 @@
 export { Queue } from './queue/queue.ts';
 export type { CloseOptions } from './queue/queue.ts';
 export type { QueueEvents } from './queue/queue-events.ts';
-export type { QueueOptions, DefaultJobOptions, KeepJobs } from './queue/queue-options.ts';
+export type { QueueOptions, DefaultJobOptions, KeepJobs, CompactionOptions } from './queue/queue-options.ts';
+export type { CompactionReport, CompactionStats, QueueStats } from './queue/compaction.ts';
 export type {
   Backoff,
   EnqueueItem,

@@ -63,7 +63,10 @@ export interface LogStats {
 }
 
 export interface RewriteOutput {
-  /** Adds one record to the output; resolves with its location (valid once rewrite() resolves). */
+  /**
+   * Adds one record to the output; resolves with its location (valid once rewrite() resolves).
+   * The payload is copied before write() returns, so the caller may reuse its buffer at once.
+   */
   write(payload: Uint8Array): Promise<number>;
 }
 

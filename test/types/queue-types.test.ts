@@ -9,6 +9,9 @@ import {
   type JobCounts,
   type JobState,
   type QueueEvents,
+  type CompactionReport,
+  type QueueStats,
+  type QueueOptions,
 } from '../../src/index.ts';
 
 type Jobs = { email: { to: string }; resize: Buffer };
@@ -83,11 +86,23 @@ async function interfaceUsage(): Promise<void> {
   queue.registerProcessor((job) => expectTypeOf(job.data).toEqualTypeOf<{ at: number }>());
 }
 
+// Never called: only compiled. Compaction's public surface.
+async function compactionUsage(queue: Queue<Jobs>): Promise<void> {
+  expectTypeOf(await queue.compact()).toEqualTypeOf<CompactionReport>();
+  expectTypeOf(queue.stats()).toEqualTypeOf<QueueStats>();
+  queue.on('compacted', (report) => expectTypeOf(report).toEqualTypeOf<CompactionReport>());
+  const off: QueueOptions = { compaction: false };
+  const tuned: QueueOptions = { compaction: { deadRatio: 0.3 } };
+  expectTypeOf(off).toEqualTypeOf<QueueOptions>();
+  expectTypeOf(tuned).toEqualTypeOf<QueueOptions>();
+}
+
 describe('public types', () => {
   it('compile (checked by tsc, not at run time)', () => {
     expectTypeOf(typedUsage).toBeFunction();
     expectTypeOf(defaultUsage).toBeFunction();
     expectTypeOf(interfaceUsage).toBeFunction();
+    expectTypeOf(compactionUsage).toBeFunction();
     expectTypeOf(Queue.open<Jobs>).returns.resolves.toEqualTypeOf<Queue<Jobs>>();
   });
 });
