@@ -98,6 +98,7 @@ interface Segment {
 
 const LOCATION_SPAN = 0x1_0000_0000;
 const REWRITE_CHUNK_BYTES = 1024 * 1024;
+const REWRITE_SYNC_BYTES = 4 * 1024 * 1024;
 const READ_AHEAD_BYTES = 4096;
 
 /** Location of the record that follows the record at `location` carrying `payloadLength` bytes. */
@@ -422,12 +423,20 @@ export class Log extends EventEmitter<LogEvents> {
       let pending: Buffer[] = [];
       let pendingBytes = 0;
       let pendingAt = offset;
+      let unsyncedBytes = 0;
       const flush = async (): Promise<void> => {
         if (pendingBytes === 0) return;
         await writeAll(aside.handle, pending, pendingAt);
         pending = [];
         pendingAt += pendingBytes;
+        unsyncedBytes += pendingBytes;
         pendingBytes = 0;
+        // Sync the output as it grows: one flush of the whole output at the end would stall the
+        // device for the appends' own fdatasyncs (enqueue p99 during compaction).
+        if (unsyncedBytes >= REWRITE_SYNC_BYTES) {
+          await aside.handle.datasync();
+          unsyncedBytes = 0;
+        }
       };
       try {
         await produce({
