@@ -101,6 +101,22 @@ const REWRITE_CHUNK_BYTES = 1024 * 1024;
 const REWRITE_SYNC_BYTES = 4 * 1024 * 1024;
 const READ_AHEAD_BYTES = 4096;
 
+/** The state of an appender segment createSegment() just made: header only, no records. */
+function emptySegment(ordinal: number, baseLsn: number, created: { handle: FileHandle; name: string }): Segment {
+  return {
+    ordinal,
+    name: created.name,
+    baseLsn,
+    generation: 0,
+    coverEndLsn: 0,
+    handle: created.handle,
+    sizeBytes: SEGMENT_HEADER_SIZE,
+    lastLsn: baseLsn - 1,
+    dataRecords: 0,
+    sealed: false,
+  };
+}
+
 /** Location of the record that follows the record at `location` carrying `payloadLength` bytes. */
 export function locationAfter(location: number, payloadLength: number): number {
   return location + RECORD_HEADER_SIZE + payloadLength;
@@ -207,19 +223,7 @@ export class Log extends EventEmitter<LogEvents> {
       const last = segments[segments.length - 1];
       if (last === undefined || last.sealed) {
         const baseLsn = (last?.lastLsn ?? 0) + 1;
-        const created = await createSegment(fs, dir, baseLsn);
-        segments.push({
-          ordinal: segments.length,
-          name: created.name,
-          baseLsn,
-          generation: 0,
-          coverEndLsn: 0,
-          handle: created.handle,
-          sizeBytes: SEGMENT_HEADER_SIZE,
-          lastLsn: baseLsn - 1,
-          dataRecords: 0,
-          sealed: false,
-        });
+        segments.push(emptySegment(segments.length, baseLsn, await createSegment(fs, dir, baseLsn)));
       }
       const report: RecoveryReport = {
         cleanShutdown: recovered.cleanShutdown,
@@ -561,19 +565,7 @@ export class Log extends EventEmitter<LogEvents> {
     await active.handle.datasync();
     active.sizeBytes += seal.length;
     active.sealed = true;
-    const created = await createSegment(this.#fs, this.directory, baseLsn);
-    const segment: Segment = {
-      ordinal,
-      name: created.name,
-      baseLsn,
-      generation: 0,
-      coverEndLsn: 0,
-      handle: created.handle,
-      sizeBytes: SEGMENT_HEADER_SIZE,
-      lastLsn: baseLsn - 1,
-      dataRecords: 0,
-      sealed: false,
-    };
+    const segment = emptySegment(ordinal, baseLsn, await createSegment(this.#fs, this.directory, baseLsn));
     this.#segments.push(segment);
     this.#byOrdinal.set(ordinal, segment);
   }
