@@ -76,13 +76,14 @@ export async function scanSegment(
 
   while (position < fileSize) {
     if (fileSize - position < RECORD_HEADER_SIZE) return { endOffset: position, damage: 'short-header', stopped: false };
-    await ensure(RECORD_HEADER_SIZE);
+    // ensure() only when the chunk is used up: an await per record would cost a microtask turn each.
+    if (position + RECORD_HEADER_SIZE > bufferEnd) await ensure(RECORD_HEADER_SIZE);
     if (bufferEnd - position < RECORD_HEADER_SIZE) return { endOffset: position, damage: 'short-header', stopped: false };
     const at = position - bufferStart;
     if (!decodeRecordHeaderInto(buffer, at, header)) return { endOffset: position, damage: 'header-crc', stopped: false };
     const total = RECORD_HEADER_SIZE + header.payloadLength;
     if (position + total > fileSize) return { endOffset: position, damage: 'payload-past-eof', stopped: false };
-    await ensure(total);
+    if (position + total > bufferEnd) await ensure(total);
     if (bufferEnd - position < total) return { endOffset: position, damage: 'payload-past-eof', stopped: false };
     const payloadStart = position - bufferStart + RECORD_HEADER_SIZE;
     const payloadEnd = payloadStart + header.payloadLength;
