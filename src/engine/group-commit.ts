@@ -131,11 +131,6 @@ export class GroupCommit {
     return this.#poison;
   }
 
-  /** True while anything is queued, being written or being synced. */
-  get busy(): boolean {
-    return this.#writing || this.#syncing !== undefined || this.#head < this.#items.length;
-  }
-
   /**
    * Adds records with LSNs `firstLsn…` to the open batch (or a new one) and returns the promise
    * that settles per `durability`. `atomic` records always share one batch.

@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { CorruptionError } from '../errors.ts';
 import { assert } from './assert.ts';
 import type { FileHandle, FileSystem } from './file-system.ts';
-import { parseFileName, quarantineFileName, segmentFileName, tempFileName } from './file-names.ts';
+import { parseFileName, quarantineFileName, tempFileName } from './file-names.ts';
 import {
   decodeSealPayload,
   encodeRecordHeader,
@@ -536,4 +536,3 @@ async function truncateForRepair(fs: FileSystem, directory: string, segment: Rec
   }
 }
 
-export { segmentFileName };

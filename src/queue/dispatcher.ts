@@ -173,7 +173,7 @@ export class Dispatcher {
   }
 
   #begin(slot: number, processor: ProcessorEntry): void {
-    const { index, log, cache } = this.#host;
+    const { index, cache } = this.#host;
     assert(slot !== -1, 'startNext found a pending job');
     const id = index.id(slot);
     const attempt = index.attemptsMade(slot) + 1;

@@ -132,7 +132,7 @@ describe('compaction', () => {
     await queue.close();
   });
 
-  test('after a reopen ids keep increasing and attempts, stalls, run-at, results, errors and retention order are kept', async ({ dir }) => {
+  test('after a reopen ids keep increasing and attempts, stalls, run-at, results, errors and retention order are kept', async () => {
     let disk = new SimFileSystem();
     const sim = { fileSystem: disk, compaction: false, removeOnComplete: 3, removeOnFail: 2 } satisfies QueueOptions;
     let queue = await Queue.open('/q', sim);
