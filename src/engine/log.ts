@@ -68,6 +68,16 @@ export interface RewriteOutput {
    * The payload is copied before write() returns, so the caller may reuse its buffer at once.
    */
   write(payload: Uint8Array): Promise<number>;
+  /**
+   * write() without a promise per record, for bulk producers: copies the payload into the
+   * output's buffer and returns its location. It never writes to disk: call flush() whenever
+   * needsFlush is true, so memory stays bounded.
+   */
+  writeNow(payload: Uint8Array): number;
+  /** True once the buffered bytes reach the output's chunk size. */
+  readonly needsFlush: boolean;
+  /** Writes the buffered bytes to the output file. */
+  flush(): Promise<void>;
 }
 
 export interface RewriteResult {
@@ -443,21 +453,30 @@ export class Log extends EventEmitter<LogEvents> {
         }
       };
       try {
+        const writeNow = (payload: Uint8Array): number => {
+          if (!(payload instanceof Uint8Array)) throw new TypeError('payload must be a Uint8Array');
+          const lsn = baseLsn + records;
+          if (lsn > coverEndLsn) throw new RangeError('the rewrite holds more records than the LSN range it replaces');
+          const record = Buffer.allocUnsafe(RECORD_HEADER_SIZE + payload.length);
+          encodeRewriteRecord(record, lsn, payload);
+          const location = packLocation(ordinal, offset);
+          pending.push(record);
+          pendingBytes += record.length;
+          offset += record.length;
+          records++;
+          return location;
+        };
         await produce({
           write: async (payload) => {
-            if (!(payload instanceof Uint8Array)) throw new TypeError('payload must be a Uint8Array');
-            const lsn = baseLsn + records;
-            if (lsn > coverEndLsn) throw new RangeError('the rewrite holds more records than the LSN range it replaces');
-            const record = Buffer.allocUnsafe(RECORD_HEADER_SIZE + payload.length);
-            encodeRewriteRecord(record, lsn, payload);
-            const location = packLocation(ordinal, offset);
-            pending.push(record);
-            pendingBytes += record.length;
-            offset += record.length;
-            records++;
+            const location = writeNow(payload);
             if (pendingBytes >= REWRITE_CHUNK_BYTES) await flush();
             return location;
           },
+          writeNow,
+          get needsFlush() {
+            return pendingBytes >= REWRITE_CHUNK_BYTES;
+          },
+          flush,
         });
         pending.push(encodeSeal(records, coverEndLsn, 0));
         pendingBytes += pending[pending.length - 1]!.length;

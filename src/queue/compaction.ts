@@ -422,10 +422,10 @@ class SnapshotWriter {
     if (job === undefined || job.location !== location) return undefined;
     const state = job.runAt <= this.#live.now ? StateCode.pending : StateCode.delayed;
     const record = encodeSnapshot({ state, attemptsMade: 0, stalls: 0, runAt: job.runAt, added: payload, outcome: EMPTY }, this.#scratch);
-    return this.#writeRecord(record).then((newLocation) => {
-      job.newLocation = newLocation;
-      this.jobs++;
-    });
+    const written = this.#writeRecord(record);
+    job.newLocation = written.location;
+    this.jobs++;
+    return written.flushed;
   }
 
   #hold(id: number, added: Uint8Array): void {
@@ -435,7 +435,7 @@ class SnapshotWriter {
   }
 
   /** Writes the snapshot of the captured job in `slot`; payload views are copied into the record. */
-  #emit(slot: number, added: Uint8Array, outcome: Uint8Array): Promise<void> {
+  #emit(slot: number, added: Uint8Array, outcome: Uint8Array): Promise<void> | undefined {
     const capture = this.#live.capture;
     assert(recordId(added) === capture.ids[slot], `added record of job ${recordId(added)} for job ${capture.ids[slot]}`);
     const record = encodeSnapshot({
@@ -446,16 +446,19 @@ class SnapshotWriter {
       added,
       outcome,
     }, this.#scratch);
-    return this.#writeRecord(record).then((newLocation) => {
-      this.#newLocations[slot] = newLocation;
-      this.jobs++;
-    });
+    const written = this.#writeRecord(record);
+    this.#newLocations[slot] = written.location;
+    this.jobs++;
+    return written.flushed;
   }
 
-  #writeRecord(record: Buffer): Promise<number> {
+  /** Copies `record` into the output now; returns its location and, when the output's buffer is full, the flush to wait for. */
+  #writeRecord(record: Buffer): { location: number; flushed: Promise<void> | undefined } {
     // close() is waiting: give up; the rewrite removes its unfinished output.
-    if (this.#stopping()) return Promise.reject(new ClosedError('queue'));
-    return this.#output!.write(record);
+    if (this.#stopping()) throw new ClosedError('queue');
+    const output = this.#output!;
+    const location = output.writeNow(record);
+    return { location, flushed: output.needsFlush ? output.flush() : undefined };
   }
 
   /**
