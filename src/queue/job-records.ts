@@ -333,15 +333,10 @@ export function decodeCompleted(payload: Uint8Array): CompletedRecord {
 // ---------------------------------------------------------------------------------------------
 // failed
 
-export interface FailedFields {
-  readonly id: number;
-  readonly attempt: number;
-  readonly finishedAt: number;
-  readonly willRetry: boolean;
-  readonly retryAt: number;
-  readonly stalled: boolean;
+/** What encodeFailed takes: the record's fixed fields, and the thrown value its error fields come from. */
+export type FailedFields = Pick<FailedRecord, 'id' | 'attempt' | 'finishedAt' | 'willRetry' | 'retryAt' | 'stalled'> & {
   readonly error: unknown;
-}
+};
 
 /** Cuts `text` to at most `maxBytes` of UTF-8 without splitting a character. */
 function truncateUtf8(text: string, maxBytes: number): string {

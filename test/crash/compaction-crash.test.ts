@@ -13,25 +13,15 @@
 // back to pending with one more stall, the concurrent enqueue present if it was acknowledged,
 // and new ids above every old one. No temp file may survive a reopen.
 import { describe, expect, it } from 'vitest';
-import { Queue, type Job, type QueueOptions } from '../../src/index.ts';
+import { Queue, type QueueOptions } from '../../src/index.ts';
 import { SimFileSystem } from '../support/sim-fs.ts';
 import type { CrashOptions } from '../support/sim-fs.ts';
+import { stateOf } from '../queue/queue-fixture.ts';
 
 const DIR = '/queue';
 const HOUR_MS = 3_600_000;
 const OPTIONS = { compaction: false, segmentSize: 8 * 1024, removeOnComplete: 15, removeOnFail: 5 } satisfies QueueOptions;
 const CRASHES: readonly CrashOptions[] = [{ mode: 'process' }, { seed: 11 }, { seed: 23 }, { seed: 37 }];
-
-interface QueueState {
-  readonly counts: ReturnType<Queue['counts']>;
-  readonly jobs: ReadonlyMap<number, Job | undefined>;
-}
-
-async function stateOf(queue: Queue, ids: Iterable<number>): Promise<QueueState> {
-  const jobs = new Map<number, Job | undefined>();
-  for (const id of ids) jobs.set(id, await queue.getJob(id));
-  return { counts: queue.counts(), jobs };
-}
 
 async function open(disk: SimFileSystem): Promise<Queue> {
   const queue = await Queue.open(DIR, { ...OPTIONS, fileSystem: disk });

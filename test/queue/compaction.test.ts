@@ -13,23 +13,12 @@ import { describe, expect, it } from 'vitest';
 import { ClosedError, Queue, type Job, type QueueOptions } from '../../src/index.ts';
 import type { CompactionReport } from '../../src/queue/compaction.ts';
 import { SimFileSystem } from '../support/sim-fs.ts';
-import { deferred, test, waitUntil, type Deferred } from './queue-fixture.ts';
+import { deferred, stateOf, test, waitUntil, type Deferred } from './queue-fixture.ts';
 
 const HOUR_MS = 3_600_000;
 /** Segment header (32 bytes) and SEAL record (32 + 12): what a compaction output holds besides its records. */
 const SEGMENT_FRAMING_BYTES = 32 + 44;
 const KEEP_ALL = { count: Number.MAX_SAFE_INTEGER };
-
-interface QueueState {
-  readonly counts: ReturnType<Queue['counts']>;
-  readonly jobs: ReadonlyMap<number, Job | undefined>;
-}
-
-async function stateOf(queue: Queue, ids: Iterable<number>): Promise<QueueState> {
-  const jobs = new Map<number, Job | undefined>();
-  for (const id of ids) jobs.set(id, await queue.getJob(id));
-  return { counts: queue.counts(), jobs };
-}
 
 function range(from: number, to: number): number[] {
   return Array.from({ length: to - from + 1 }, (_, n) => from + n);

@@ -1,5 +1,7 @@
 // Shared helpers of the queue tests: the temp-dir fixture, a deferred promise, and a bounded
 // wait for a condition the queue reaches asynchronously (no test asserts on timing).
+import type { Job, Queue } from '../../src/index.ts';
+
 export { test } from '../support/temp-dir.ts';
 
 export interface Deferred<T> {
@@ -29,4 +31,16 @@ export async function waitUntil(condition: () => boolean | Promise<boolean>, lim
     if (Date.now() > deadline) throw new Error(`condition not reached within ${limitMs} ms`);
     await sleep(2);
   }
+}
+
+/** What a user can observe of a queue: its counts, and getJob for each of `ids`. */
+export interface QueueState {
+  readonly counts: ReturnType<Queue['counts']>;
+  readonly jobs: ReadonlyMap<number, Job | undefined>;
+}
+
+export async function stateOf(queue: Queue, ids: Iterable<number>): Promise<QueueState> {
+  const jobs = new Map<number, Job | undefined>();
+  for (const id of ids) jobs.set(id, await queue.getJob(id));
+  return { counts: queue.counts(), jobs };
 }
