@@ -434,11 +434,20 @@ export class Log extends EventEmitter<LogEvents> {
       const aside = await createSegmentAside(this.#fs, this.directory, baseLsn, generation, coverEndLsn);
       let offset = SEGMENT_HEADER_SIZE;
       let records = 0;
+      // Records are encoded straight into staging chunks (no buffer per record: compaction
+      // writes tens of thousands of small records and their garbage showed up as GC pauses).
       let pending: Buffer[] = [];
+      let stage = Buffer.allocUnsafe(REWRITE_CHUNK_BYTES);
+      let stageUsed = 0;
       let pendingBytes = 0;
       let pendingAt = offset;
       let unsyncedBytes = 0;
       const flush = async (): Promise<void> => {
+        if (stageUsed > 0) {
+          pending.push(stage.subarray(0, stageUsed));
+          stage = Buffer.allocUnsafe(REWRITE_CHUNK_BYTES);
+          stageUsed = 0;
+        }
         if (pendingBytes === 0) return;
         await writeAll(aside.handle, pending, pendingAt);
         pending = [];
@@ -457,12 +466,17 @@ export class Log extends EventEmitter<LogEvents> {
           if (!(payload instanceof Uint8Array)) throw new TypeError('payload must be a Uint8Array');
           const lsn = baseLsn + records;
           if (lsn > coverEndLsn) throw new RangeError('the rewrite holds more records than the LSN range it replaces');
-          const record = Buffer.allocUnsafe(RECORD_HEADER_SIZE + payload.length);
-          encodeRewriteRecord(record, lsn, payload);
+          const size = RECORD_HEADER_SIZE + payload.length;
+          if (stageUsed + size > stage.length) {
+            if (stageUsed > 0) pending.push(stage.subarray(0, stageUsed));
+            stage = Buffer.allocUnsafe(Math.max(REWRITE_CHUNK_BYTES, size));
+            stageUsed = 0;
+          }
+          encodeRewriteRecord(stage, stageUsed, lsn, payload);
           const location = packLocation(ordinal, offset);
-          pending.push(record);
-          pendingBytes += record.length;
-          offset += record.length;
+          stageUsed += size;
+          pendingBytes += size;
+          offset += size;
           records++;
           return location;
         };
@@ -478,9 +492,11 @@ export class Log extends EventEmitter<LogEvents> {
           },
           flush,
         });
-        pending.push(encodeSeal(records, coverEndLsn, 0));
-        pendingBytes += pending[pending.length - 1]!.length;
-        offset += pending[pending.length - 1]!.length;
+        await flush();
+        const seal = encodeSeal(records, coverEndLsn, 0);
+        pending.push(seal);
+        pendingBytes += seal.length;
+        offset += seal.length;
         await flush();
         // A poisoned log commits nothing more: its directory may no longer match what it believes.
         const poison = this.#commit.poison;
@@ -633,7 +649,7 @@ export class Log extends EventEmitter<LogEvents> {
 }
 
 /** A compaction output record: synced before the output exists, so it vouches for nothing else (durableLsn 0). */
-function encodeRewriteRecord(record: Buffer, lsn: number, payload: Uint8Array): void {
-  encodeRecordHeader(record, 0, RecordType.data, 0, lsn, 0, payload.length, crc32(payload));
-  record.set(payload, RECORD_HEADER_SIZE);
+function encodeRewriteRecord(target: Buffer, at: number, lsn: number, payload: Uint8Array): void {
+  encodeRecordHeader(target, at, RecordType.data, 0, lsn, 0, payload.length, crc32(payload));
+  target.set(payload, at + RECORD_HEADER_SIZE);
 }
