@@ -160,12 +160,17 @@ async function listSegments(fs: FileSystem, directory: string): Promise<Listing>
 async function readSegmentHeader(fs: FileSystem, directory: string, name: string) {
   const handle = await fs.open(path.join(directory, name), 'read');
   try {
-    const bytes = Buffer.alloc(SEGMENT_HEADER_SIZE);
-    const got = await readFully(handle, bytes, SEGMENT_HEADER_SIZE, 0);
-    return decodeSegmentHeader(bytes.subarray(0, got));
+    return await readHeaderOf(handle);
   } finally {
     await handle.close();
   }
+}
+
+/** The segment header at offset 0 of an open file, or what is wrong with it. */
+async function readHeaderOf(handle: FileHandle) {
+  const bytes = Buffer.alloc(SEGMENT_HEADER_SIZE);
+  const got = await readFully(handle, bytes, SEGMENT_HEADER_SIZE, 0);
+  return decodeSegmentHeader(bytes.subarray(0, got));
 }
 
 /** Packs (segment index, offset) into one number; see Log for the ordinal used at run time. */
@@ -199,9 +204,7 @@ export async function recoverDirectory(
       const filePath = path.join(directory, entry.name);
       const handle = await fs.open(filePath, isLast ? 'write' : 'read');
       const fileSize = await handle.size();
-      const headerBytes = Buffer.alloc(SEGMENT_HEADER_SIZE);
-      const got = await readFully(handle, headerBytes, SEGMENT_HEADER_SIZE, 0);
-      const header = decodeSegmentHeader(headerBytes.subarray(0, got));
+      const header = await readHeaderOf(handle);
       const segment: RecoveredSegment = {
         name: entry.name,
         baseLsn: entry.baseLsn,

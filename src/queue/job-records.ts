@@ -434,14 +434,8 @@ export function decodeFailed(payload: Uint8Array): FailedRecord {
 // ---------------------------------------------------------------------------------------------
 // snapshot
 
-export interface SnapshotFields {
-  readonly state: StateCode;
-  readonly attemptsMade: number;
-  readonly stalls: number;
-  readonly runAt: number;
-  readonly added: Uint8Array;
-  readonly outcome: Uint8Array;
-}
+/** What encodeSnapshot takes: a snapshot record without its id (it comes from the added record). */
+export type SnapshotFields = Omit<SnapshotRecord, 'id'>;
 
 /**
  * Encodes a snapshot record. With `scratch` large enough, the record is written into it and a
