@@ -54,3 +54,63 @@ export function crc32(bytes: Uint8Array): number {
 export function crc32Portable(bytes: Uint8Array): number {
   return CRC32.buf(bytes) >>> 0;
 }
+
+// Combining checksums: CRC-32 is linear over GF(2), so crc(A ‖ B) = M(len B)·crc(A) ⊕ crc(B),
+// where M(n) multiplies by x^(8n) modulo the polynomial (zlib's crc32_combine). Compaction uses
+// it to give a copied record the checksum its source bytes already had instead of computing a
+// fresh one over them: a fresh checksum over damaged bytes would make the damage look valid.
+const POLYNOMIAL = 0xedb88320;
+
+/** a·b modulo the CRC polynomial, both in the reflected bit order CRC-32 uses. */
+function multiplyModP(a: number, b: number): number {
+  let m = 0x80000000;
+  let product = 0;
+  for (;;) {
+    if ((a & m) !== 0) {
+      product ^= b;
+      if ((a & (m - 1)) === 0) break;
+    }
+    m >>>= 1;
+    b = b & 1 ? (b >>> 1) ^ POLYNOMIAL : b >>> 1;
+  }
+  return product >>> 0;
+}
+
+// X2N[k] = x^(2^k) mod P.
+const X2N = new Uint32Array(32);
+X2N[0] = 0x40000000; // x^1
+for (let k = 1; k < 32; k++) X2N[k] = multiplyModP(X2N[k - 1]!, X2N[k - 1]!);
+
+/** x^(8·length) mod P: the operator that shifts a CRC past `length` bytes. */
+function shiftOperator(length: number): number {
+  let operator = 0x80000000; // x^0
+  let k = 3; // 8 = 2^3
+  for (let n = length; n > 0; n = Math.floor(n / 2), k++) {
+    if (n % 2 === 1) operator = multiplyModP(X2N[k & 31]!, operator);
+  }
+  return operator;
+}
+
+// Records of one queue come in a handful of lengths; computing an operator costs ~log2(length) products.
+const operators = new Map<number, number>();
+const MAX_CACHED_OPERATORS = 4096;
+
+function cachedShiftOperator(length: number): number {
+  let operator = operators.get(length);
+  if (operator === undefined) {
+    if (operators.size >= MAX_CACHED_OPERATORS) operators.clear();
+    operator = shiftOperator(length);
+    operators.set(length, operator);
+  }
+  return operator;
+}
+
+/** CRC-32 of A ‖ B from crc(A), crc(B) and B's length, without reading either. */
+export function crc32Combine(crcA: number, crcB: number, lengthB: number): number {
+  return (multiplyModP(cachedShiftOperator(lengthB), crcA >>> 0) ^ crcB) >>> 0;
+}
+
+/** CRC-32 of B from crc(A ‖ B), crc(A) and B's length: the inverse of crc32Combine for a known prefix. */
+export function crc32WithoutPrefix(crcWhole: number, crcPrefix: number, lengthB: number): number {
+  return (multiplyModP(cachedShiftOperator(lengthB), crcPrefix >>> 0) ^ crcWhole) >>> 0;
+}

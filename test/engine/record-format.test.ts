@@ -2,7 +2,7 @@
 // header is caught before any field (the length above all) is trusted.
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { crc32, crc32Portable } from '../../src/engine/crc.ts';
+import { crc32, crc32Combine, crc32Portable, crc32WithoutPrefix } from '../../src/engine/crc.ts';
 import {
   decodeRecordHeader,
   decodeSealPayload,
@@ -90,6 +90,22 @@ describe('crc32', () => {
       }),
       { numRuns: 200 },
     );
+  });
+
+  it('combines the checksums of two parts into the checksum of their concatenation, and takes a known prefix back out', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 300 }), fc.uint8Array({ maxLength: 5000 }), (a, b) => {
+        const whole = new Uint8Array(a.length + b.length);
+        whole.set(a, 0);
+        whole.set(b, a.length);
+        expect(crc32Combine(crc32(a), crc32(b), b.length)).toBe(crc32(whole));
+        expect(crc32WithoutPrefix(crc32(whole), crc32(a), b.length)).toBe(crc32(b));
+      }),
+      { numRuns: 300 },
+    );
+    // Lengths past 2^31 exercise the operator's high bits (the checksums are arbitrary here).
+    const big = 2 ** 33 + 12345;
+    expect(crc32Combine(crc32Combine(0x12345678, 0, big), 0, 1)).toBe(crc32Combine(0x12345678, 0, big + 1));
   });
 });
 
