@@ -24,7 +24,7 @@ import type { Durability, LogOptions, ResolvedLogOptions } from './log-options.t
 import { decodeRecordHeader, encodeRecordHeader, MAX_LSN, RECORD_HEADER_SIZE, RecordType } from './record-format.ts';
 import { packLocation, recoverDirectory } from './recovery.ts';
 import type { QuarantineReport, TruncatedTail } from './recovery.ts';
-import { readFully, scanSegment } from './segment-reader.ts';
+import { readFully, scanSegmentRaw } from './segment-reader.ts';
 import { createSegment, createSegmentAside, encodeMarker, encodeSeal, publishSegment, writeAll, writeAllSync } from './segment-writer.ts';
 import { SEGMENT_HEADER_SIZE } from './segment-header.ts';
 
@@ -74,11 +74,24 @@ export interface RewriteOutput {
    * needsFlush is true, so memory stays bounded.
    */
   writeNow(payload: Uint8Array): number;
+  /**
+   * writeNow() for a payload made of up to three consecutive parts whose CRC-32 the caller
+   * already knows: the checksum the source records carried, combined (crc32Combine), so the
+   * bytes get no checksum pass. Damage in what was copied then stays visible: the record reads
+   * as corrupt, as its source would have. A wrong checksum never makes bad bytes look good.
+   */
+  writeCopy(payloadCrc: number, first: Uint8Array, second?: Uint8Array, third?: Uint8Array): number;
   /** True once the buffered bytes reach the output's chunk size. */
   readonly needsFlush: boolean;
   /** Writes the buffered bytes to the output file. */
   flush(): Promise<void>;
 }
+
+/**
+ * A record scan() visits: its payload is `chunk[start, end)`, at `location`, with the checksum
+ * its header carries.
+ */
+export type ScanVisitor = (chunk: Buffer, start: number, end: number, location: number, payloadCrc: number, lsn: number) => void | Promise<void>;
 
 export interface RewriteResult {
   readonly bytesBefore: number;
@@ -381,19 +394,23 @@ export class Log extends EventEmitter<LogEvents> {
   /**
    * Streams the data records of the sealed segments that rewrite(upToLsn) would replace, in LSN
    * order, in large sequential reads (compaction copies live records this way instead of one
-   * read() per record). `payload` is a view valid until the visitor returns, or until the
-   * promise it returns settles: the scan waits for it.
+   * read() per record). The visitor sees each payload as `chunk[start, end)`, valid until it
+   * returns or until the promise it returns settles (the scan waits for it). With
+   * `verifyPayloads: false` payloads are not checked against `payloadCrc` (headers always are):
+   * for a visitor that carries the checksum along with the bytes it keeps (writeCopy).
    */
-  async scan(upToLsn: number, visit: (payload: Buffer, lsn: number, location: number) => void | Promise<void>): Promise<void> {
+  async scan(upToLsn: number, visit: ScanVisitor, options: { readonly verifyPayloads?: boolean } = {}): Promise<void> {
     if (this.#status === 'closed') throw new ClosedError();
     await this.#commit.barrier(false); // a roll queued by cut() has run
+    const scanOptions = { verifyPayloads: options.verifyPayloads ?? true };
     for (const segment of [...this.#segments]) {
       if (!segment.sealed || segment.lastLsn > upToLsn) break;
       const file = path.join(this.directory, segment.name);
-      const result = await scanSegment(segment.handle, segment.sizeBytes, SEGMENT_HEADER_SIZE, (header, payload, offset) => {
+      const ordinal = segment.ordinal;
+      const result = await scanSegmentRaw(segment.handle, segment.sizeBytes, SEGMENT_HEADER_SIZE, (header, chunk, start, offset) => {
         if (header.type !== RecordType.data) return;
-        return visit(payload, header.lsn, packLocation(segment.ordinal, offset));
-      });
+        return visit(chunk, start, start + header.payloadLength, packLocation(ordinal, offset), header.payloadCrc, header.lsn);
+      }, scanOptions);
       // The segment was fully validated at open or written by this process: damage now is new.
       if (result.damage !== undefined) throw new CorruptionError(file, result.endOffset, 'sealed-segment-damage', `${result.damage} during scan`);
     }
@@ -434,51 +451,108 @@ export class Log extends EventEmitter<LogEvents> {
       const aside = await createSegmentAside(this.#fs, this.directory, baseLsn, generation, coverEndLsn);
       let offset = SEGMENT_HEADER_SIZE;
       let records = 0;
-      // Records are encoded straight into staging chunks (no buffer per record: compaction
+      // Output records carry durableLsn 0: the output is synced before it exists, so it vouches
+      // for nothing else. Records are encoded straight into staging chunks (no buffer per record: compaction
       // writes tens of thousands of small records and their garbage showed up as GC pauses).
       let pending: Buffer[] = [];
-      let stage = Buffer.allocUnsafe(REWRITE_CHUNK_BYTES);
+      let stage: Buffer = Buffer.allocUnsafe(REWRITE_CHUNK_BYTES);
       let stageUsed = 0;
       let pendingBytes = 0;
       let pendingAt = offset;
       let unsyncedBytes = 0;
+      // One write in flight while the producer fills the next chunk, and one fdatasync in
+      // flight beside it: the output is synced as it grows (one flush of the whole output at the
+      // end would stall the device for the appends' own fdatasyncs), without the producer
+      // waiting for each sync. A failure surfaces at the next flush or at the end.
+      let writing: Promise<void> = Promise.resolve();
+      let syncing: Promise<void> = Promise.resolve();
+      let syncInFlight = false;
+      const startSync = (): void => {
+        syncInFlight = true;
+        unsyncedBytes = 0;
+        syncing = aside.handle.datasync().finally(() => (syncInFlight = false));
+        syncing.catch(() => undefined); // awaited below; not unhandled meanwhile
+      };
+      // Staging chunks are reused once written: fresh memory costs a page fault per 4 KiB.
+      let staged: Buffer[] = [];
+      const spareStages: Buffer[] = [];
+      const newStage = (size: number): Buffer => (size <= REWRITE_CHUNK_BYTES ? spareStages.pop() : undefined) ?? Buffer.allocUnsafe(Math.max(REWRITE_CHUNK_BYTES, size));
+      /** Moves the staged bytes to the pending writes. */
+      const retireStage = (): void => {
+        if (stageUsed === 0) return;
+        pending.push(stage.subarray(0, stageUsed));
+        staged.push(stage);
+      };
       const flush = async (): Promise<void> => {
         if (stageUsed > 0) {
-          pending.push(stage.subarray(0, stageUsed));
-          stage = Buffer.allocUnsafe(REWRITE_CHUNK_BYTES);
+          retireStage();
+          stage = newStage(REWRITE_CHUNK_BYTES);
           stageUsed = 0;
         }
+        await writing;
         if (pendingBytes === 0) return;
-        await writeAll(aside.handle, pending, pendingAt);
+        const chunks = pending;
+        const stages = staged;
+        const at = pendingAt;
+        const bytes = pendingBytes;
         pending = [];
-        pendingAt += pendingBytes;
-        unsyncedBytes += pendingBytes;
+        staged = [];
+        pendingAt += bytes;
         pendingBytes = 0;
-        // Sync the output as it grows: one flush of the whole output at the end would stall the
-        // device for the appends' own fdatasyncs (enqueue p99 during compaction).
-        if (unsyncedBytes >= REWRITE_SYNC_BYTES) {
-          await aside.handle.datasync();
-          unsyncedBytes = 0;
-        }
+        writing = writeAll(aside.handle, chunks, at).then(() => {
+          for (const done of stages) if (done.length === REWRITE_CHUNK_BYTES && spareStages.length < 4) spareStages.push(done);
+          unsyncedBytes += bytes;
+          if (unsyncedBytes >= REWRITE_SYNC_BYTES && !syncInFlight) startSync();
+        });
+        writing.catch(() => undefined);
+      };
+      /** Room for `size` bytes at stage[stageUsed]. */
+      const reserve = (size: number): void => {
+        if (stageUsed + size <= stage.length) return;
+        retireStage();
+        stage = newStage(size);
+        stageUsed = 0;
+      };
+      const nextLsn = (): number => {
+        const lsn = baseLsn + records;
+        if (lsn > coverEndLsn) throw new RangeError('the rewrite holds more records than the LSN range it replaces');
+        return lsn;
+      };
+      const added = (size: number): number => {
+        const location = packLocation(ordinal, offset);
+        stageUsed += size;
+        pendingBytes += size;
+        offset += size;
+        records++;
+        return location;
       };
       try {
         const writeNow = (payload: Uint8Array): number => {
           if (!(payload instanceof Uint8Array)) throw new TypeError('payload must be a Uint8Array');
-          const lsn = baseLsn + records;
-          if (lsn > coverEndLsn) throw new RangeError('the rewrite holds more records than the LSN range it replaces');
+          const lsn = nextLsn();
           const size = RECORD_HEADER_SIZE + payload.length;
-          if (stageUsed + size > stage.length) {
-            if (stageUsed > 0) pending.push(stage.subarray(0, stageUsed));
-            stage = Buffer.allocUnsafe(Math.max(REWRITE_CHUNK_BYTES, size));
-            stageUsed = 0;
+          reserve(size);
+          encodeRecordHeader(stage, stageUsed, RecordType.data, 0, lsn, 0, payload.length, crc32(payload));
+          stage.set(payload, stageUsed + RECORD_HEADER_SIZE);
+          return added(size);
+        };
+        const writeCopy = (payloadCrc: number, first: Uint8Array, second?: Uint8Array, third?: Uint8Array): number => {
+          const lsn = nextLsn();
+          const length = first.length + (second?.length ?? 0) + (third?.length ?? 0);
+          const size = RECORD_HEADER_SIZE + length;
+          reserve(size);
+          let at = stageUsed + RECORD_HEADER_SIZE;
+          stage.set(first, at);
+          at += first.length;
+          if (second !== undefined) {
+            stage.set(second, at);
+            at += second.length;
           }
-          encodeRewriteRecord(stage, stageUsed, lsn, payload);
-          const location = packLocation(ordinal, offset);
-          stageUsed += size;
-          pendingBytes += size;
-          offset += size;
-          records++;
-          return location;
+          if (third !== undefined) stage.set(third, at);
+          encodeRecordHeader(stage, stageUsed, RecordType.data, 0, lsn, 0, length, payloadCrc >>> 0);
+          // Not checked here: a mismatch may be damage the caller copied faithfully. Every
+          // reader of the output checks it, so a wrongly combined checksum fails loudly there.
+          return added(size);
         };
         await produce({
           write: async (payload) => {
@@ -487,23 +561,28 @@ export class Log extends EventEmitter<LogEvents> {
             return location;
           },
           writeNow,
+          writeCopy,
           get needsFlush() {
             return pendingBytes >= REWRITE_CHUNK_BYTES;
           },
           flush,
         });
-        await flush();
+        await flush(); // the staged records go before the seal
         const seal = encodeSeal(records, coverEndLsn, 0);
         pending.push(seal);
         pendingBytes += seal.length;
         offset += seal.length;
         await flush();
+        await writing;
+        await syncing;
         // A poisoned log commits nothing more: its directory may no longer match what it believes.
         const poison = this.#commit.poison;
         if (poison) throw new PoisonedError(poison);
         if (this.#status !== 'open') throw new ClosedError();
         await publishSegment(this.#fs, this.directory, aside.handle, aside.tempPath, aside.finalPath);
       } catch (error) {
+        await writing.catch(() => undefined);
+        await syncing.catch(() => undefined);
         await aside.handle.close().catch(() => undefined);
         await this.#fs.unlink(aside.tempPath).catch(() => undefined);
         throw error;
@@ -648,8 +727,3 @@ export class Log extends EventEmitter<LogEvents> {
   }
 }
 
-/** A compaction output record: synced before the output exists, so it vouches for nothing else (durableLsn 0). */
-function encodeRewriteRecord(target: Buffer, at: number, lsn: number, payload: Uint8Array): void {
-  encodeRecordHeader(target, at, RecordType.data, 0, lsn, 0, payload.length, crc32(payload));
-  target.set(payload, at + RECORD_HEADER_SIZE);
-}

@@ -35,15 +35,32 @@ export interface ScanResult {
   readonly stopped: boolean;
 }
 
-/** Reads exactly `length` bytes at `position` unless EOF comes first; returns the count read. */
-export async function readFully(handle: FileHandle, target: Buffer, length: number, position: number): Promise<number> {
+/** Reads exactly `length` bytes at `position` (into `target` from `targetOffset`) unless EOF comes first; returns the count read. */
+export async function readFully(handle: FileHandle, target: Buffer, length: number, position: number, targetOffset = 0): Promise<number> {
   let done = 0;
   while (done < length) {
-    const n = await handle.read(target, done, length - done, position + done);
+    const n = await handle.read(target, targetOffset + done, length - done, position + done);
     if (n === 0) break;
     done += n;
   }
   return done;
+}
+
+/**
+ * Like RecordVisitor, but the payload is `chunk[payloadStart, payloadStart + header.payloadLength)`
+ * of a buffer the scan reuses: no view is made for a record the visitor does not keep.
+ */
+export type RawRecordVisitor = (header: RecordHeader, chunk: Buffer, payloadStart: number, offset: number) => boolean | void | Promise<boolean | void>;
+
+export interface ScanOptions {
+  /** Bytes read at a time (default 4 MiB). */
+  readonly chunkBytes?: number;
+  /**
+   * Check each payload against its checksum before visiting it (default true). Headers are
+   * always checked. Only a visitor that passes the checksum on with the bytes it keeps (see
+   * crc32Combine) may turn this off: the damage then surfaces where the copy is read.
+   */
+  readonly verifyPayloads?: boolean;
 }
 
 /**
@@ -59,41 +76,98 @@ export async function scanSegment(
   visit: RecordVisitor,
   chunkBytes = DEFAULT_SCAN_CHUNK_BYTES,
 ): Promise<ScanResult> {
-  let buffer = Buffer.allocUnsafe(Math.min(chunkBytes, Math.max(fileSize - startOffset, RECORD_HEADER_SIZE)));
-  let bufferStart = startOffset; // file offset of buffer[0]
+  return scanSegmentRaw(handle, fileSize, startOffset, (header, chunk, payloadStart, offset) => visit(header, chunk.subarray(payloadStart, payloadStart + header.payloadLength), offset), { chunkBytes });
+}
+
+/**
+ * Records up to this size that straddle two chunks are carried into the next chunk by a copy;
+ * the next chunk is then already being read while the visitor works through this one.
+ */
+const CARRY_BYTES = 64 * 1024;
+
+/** scanSegment without a view per record, and with the options above. */
+export async function scanSegmentRaw(
+  handle: FileHandle,
+  fileSize: number,
+  startOffset: number,
+  visit: RawRecordVisitor,
+  options: ScanOptions = {},
+): Promise<ScanResult> {
+  const chunkBytes = options.chunkBytes ?? DEFAULT_SCAN_CHUNK_BYTES;
+  const verifyPayloads = options.verifyPayloads ?? true;
+  // Two buffers when the file spans several chunks: one being visited, one being read ahead.
+  // Each holds CARRY_BYTES of room in front of the chunk for the tail of a straddling record.
+  const twoBuffers = fileSize - startOffset > chunkBytes;
+  const bufferBytes = twoBuffers ? CARRY_BYTES + chunkBytes : Math.min(chunkBytes, Math.max(fileSize - startOffset, RECORD_HEADER_SIZE));
+  let buffer = Buffer.allocUnsafe(bufferBytes);
+  let spare = twoBuffers ? Buffer.allocUnsafe(bufferBytes) : undefined;
+  let bufferStart = startOffset; // file offset of buffer[0] (may lie before startOffset: the carry room)
   let bufferEnd = startOffset; // file offset just past the valid bytes in buffer
   let position = startOffset;
   const header = emptyRecordHeader();
+  /** The read of the chunk that starts at bufferEnd into `spare`, from CARRY_BYTES on. */
+  let ahead: Promise<number> | undefined;
+
+  const readAhead = (): void => {
+    if (spare === undefined || bufferEnd >= fileSize) return;
+    ahead = readFully(handle, spare, Math.min(chunkBytes, fileSize - bufferEnd), bufferEnd, CARRY_BYTES);
+  };
 
   const ensure = async (needed: number): Promise<void> => {
     if (position + needed <= bufferEnd) return;
-    if (needed > buffer.length) buffer = Buffer.allocUnsafe(Math.max(needed, chunkBytes));
-    const want = Math.min(buffer.length, fileSize - position);
-    const got = await readFully(handle, buffer, want, position);
+    const carried = bufferEnd - position;
+    if (ahead !== undefined) {
+      const read = ahead;
+      ahead = undefined;
+      const got = await read;
+      if (carried <= CARRY_BYTES && carried + got >= Math.min(needed, fileSize - position)) {
+        const next = spare!;
+        buffer.copy(next, CARRY_BYTES - carried, position - bufferStart, bufferEnd - bufferStart);
+        spare = buffer;
+        buffer = next;
+        bufferStart = position - (CARRY_BYTES - carried);
+        bufferEnd += got;
+        readAhead();
+        return;
+      }
+    }
+    // A record larger than what the chunks hold, or no read ahead: read from the record's start.
+    if (needed > buffer.length) {
+      buffer = Buffer.allocUnsafe(Math.max(needed, bufferBytes));
+      if (spare !== undefined) spare = Buffer.allocUnsafe(buffer.length);
+    }
+    const got = await readFully(handle, buffer, Math.min(buffer.length, fileSize - position), position);
     bufferStart = position;
     bufferEnd = position + got;
+    readAhead();
   };
 
-  while (position < fileSize) {
-    if (fileSize - position < RECORD_HEADER_SIZE) return { endOffset: position, damage: 'short-header', stopped: false };
-    // ensure() only when the chunk is used up: an await per record would cost a microtask turn each.
-    if (position + RECORD_HEADER_SIZE > bufferEnd) await ensure(RECORD_HEADER_SIZE);
-    if (bufferEnd - position < RECORD_HEADER_SIZE) return { endOffset: position, damage: 'short-header', stopped: false };
-    const at = position - bufferStart;
-    if (!decodeRecordHeaderInto(buffer, at, header)) return { endOffset: position, damage: 'header-crc', stopped: false };
-    const total = RECORD_HEADER_SIZE + header.payloadLength;
-    if (position + total > fileSize) return { endOffset: position, damage: 'payload-past-eof', stopped: false };
-    if (position + total > bufferEnd) await ensure(total);
-    if (bufferEnd - position < total) return { endOffset: position, damage: 'payload-past-eof', stopped: false };
-    const payloadStart = position - bufferStart + RECORD_HEADER_SIZE;
-    const payloadEnd = payloadStart + header.payloadLength;
-    if (crc32Range(buffer, payloadStart, payloadEnd) !== header.payloadCrc) return { endOffset: position, damage: 'payload-crc', stopped: false };
-    let keepGoing = visit(header, buffer.subarray(payloadStart, payloadEnd), position);
-    if (typeof keepGoing === 'object') keepGoing = await keepGoing;
-    position += total;
-    if (keepGoing === false) return { endOffset: position, damage: undefined, stopped: true };
+  try {
+    while (position < fileSize) {
+      if (fileSize - position < RECORD_HEADER_SIZE) return { endOffset: position, damage: 'short-header', stopped: false };
+      // ensure() only when the chunk is used up: an await per record would cost a microtask turn each.
+      if (position + RECORD_HEADER_SIZE > bufferEnd) await ensure(RECORD_HEADER_SIZE);
+      if (bufferEnd - position < RECORD_HEADER_SIZE) return { endOffset: position, damage: 'short-header', stopped: false };
+      const at = position - bufferStart;
+      if (!decodeRecordHeaderInto(buffer, at, header)) return { endOffset: position, damage: 'header-crc', stopped: false };
+      const total = RECORD_HEADER_SIZE + header.payloadLength;
+      if (position + total > fileSize) return { endOffset: position, damage: 'payload-past-eof', stopped: false };
+      if (position + total > bufferEnd) await ensure(total);
+      if (bufferEnd - position < total) return { endOffset: position, damage: 'payload-past-eof', stopped: false };
+      const payloadStart = position - bufferStart + RECORD_HEADER_SIZE;
+      if (verifyPayloads && crc32Range(buffer, payloadStart, payloadStart + header.payloadLength) !== header.payloadCrc) {
+        return { endOffset: position, damage: 'payload-crc', stopped: false };
+      }
+      let keepGoing = visit(header, buffer, payloadStart, position);
+      if (typeof keepGoing === 'object') keepGoing = await keepGoing;
+      position += total;
+      if (keepGoing === false) return { endOffset: position, damage: undefined, stopped: true };
+    }
+    return { endOffset: position, damage: undefined, stopped: false };
+  } finally {
+    // The caller may close the handle once we return: let no read of it outlive the scan.
+    if (ahead !== undefined) await ahead.catch(() => undefined);
   }
-  return { endOffset: position, damage: undefined, stopped: false };
 }
 
 /**

@@ -18,6 +18,7 @@
 // - Memory: a copy of the index columns and id table (what the index itself costs) plus
 //   bounded buffers; the log is streamed, never loaded.
 import { assert } from '../engine/assert.ts';
+import { crc32, crc32Combine, crc32Range, crc32WithoutPrefix } from '../engine/crc.ts';
 import { locationAfter } from '../engine/log.ts';
 import type { Log, RewriteOutput } from '../engine/log.ts';
 import { ClosedError, PoisonedError } from '../errors.ts';
@@ -25,14 +26,15 @@ import type { IndexCapture, JobIndex } from './job-index.ts';
 import { NO_LOCATION } from './job-index.ts';
 import {
   RecordKind,
+  ADDED_RUN_AT_OFFSET,
   SNAPSHOT_HEADER_SIZE,
   StateCode,
   addedPart,
   encodeMeta,
-  encodeSnapshot,
-  outcomePart,
+  encodeSnapshotHeader,
   recordId,
 } from './job-records.ts';
+import type { SnapshotState } from './job-records.ts';
 import type { CompactionPolicy } from './queue-options.ts';
 
 /** What one compaction did; also the argument of the `'compacted'` event. */
@@ -72,8 +74,9 @@ export interface QueueStats {
   readonly logBytes: number;
   readonly segments: number;
   /**
-   * Bytes a compaction would write now: a snapshot record per live job (its added and last
-   * outcome records plus 64 bytes) and the id lease. Kept in memory, not measured on disk.
+   * Bytes a compaction would write now: a record per live job (its added record as it is if it
+   * never started, else a snapshot: its added and last outcome records plus 64 bytes) and the
+   * id lease. Kept in memory, not measured on disk.
    */
   readonly liveBytes: number;
   readonly compaction: CompactionStats;
@@ -115,8 +118,6 @@ const EMPTY = new Uint8Array(0);
 const MAX_TURN_MS = 1;
 /** Records between two looks at the clock. */
 const CLOCK_EVERY_RECORDS = 64;
-/** Snapshot records are encoded into one reused buffer of this size (larger ones get their own). */
-const SCRATCH_BYTES = 256 * 1024;
 
 /**
  * Runs compactions for one queue: manual ones (compact()) and automatic ones, which
@@ -159,7 +160,7 @@ export class Compactor {
   /** Bytes a compaction would write now (see QueueStats.liveBytes). */
   get liveBytes(): number {
     const index = this.#host.index;
-    return index.recordBytes + index.size * (RECORD_OVERHEAD_BYTES + SNAPSHOT_HEADER_SIZE) + META_RECORD_BYTES;
+    return index.recordBytes + index.size * RECORD_OVERHEAD_BYTES + index.snapshotJobs * SNAPSHOT_HEADER_SIZE + META_RECORD_BYTES;
   }
 
   stats(): CompactionStats {
@@ -338,10 +339,23 @@ function captureLive(index: JobIndex, batches: Iterable<UnindexedBatch>, now: nu
   return { capture, unindexed, acknowledgements, jobs, records: jobs + (capture.leaseBound > 0 ? 1 : 0), now };
 }
 
+/** Bytes of a record copied into a snapshot, with the checksum they carried in the log. */
+interface Part {
+  readonly bytes: Uint8Array;
+  readonly crc: number;
+}
+
+const NO_PART: Part = { bytes: EMPTY, crc: 0 };
+
 /**
  * Writes the live state into a rewrite's output: the lease, then one snapshot record per live
  * job, in the order of the job's last record in the log. Finished jobs are thus written in the
  * order their outcomes were appended, which is the retention order replay rebuilds.
+ *
+ * The scan does not check payloads against their checksums; each snapshot's checksum is
+ * instead combined from the checksums its parts carried (crc32Combine). Damaged bytes thus stay
+ * damaged in the copy, where replay or a read finds them, instead of being blessed by a fresh
+ * checksum. Records the compaction drops are not read beyond their (checked) headers.
  */
 class SnapshotWriter {
   readonly #log: Log;
@@ -350,13 +364,10 @@ class SnapshotWriter {
   /** New location of each captured slot's snapshot record. */
   readonly #newLocations: Float64Array;
   /** Added records of jobs whose outcome record comes later in the scan (a copy each). */
-  readonly #held = new Map<number, Buffer>();
+  readonly #held = new Map<number, Part>();
   #heldBytes = 0;
-  /**
-   * Where each snapshot record is encoded before out.write() copies it into the output (it does
-   * so before returning), so one buffer serves every record: no allocation per live job.
-   */
-  readonly #scratch = Buffer.allocUnsafe(SCRATCH_BYTES);
+  /** Where each snapshot header is encoded; out.writeCopy() copies it. */
+  readonly #header = Buffer.allocUnsafe(SNAPSHOT_HEADER_SIZE);
   #output: RewriteOutput | undefined;
   #turnStartedAt = performance.now();
   #sinceClock = 0;
@@ -373,92 +384,170 @@ class SnapshotWriter {
     this.#output = output;
     const leaseBound = this.#live.capture.leaseBound;
     if (leaseBound > 0) await output.write(encodeMeta(leaseBound));
-    await this.#log.scan(cut, (payload, _lsn, location) => this.#visitInTurn(payload, location));
+    await this.#log.scan(cut, (chunk, start, end, location, crc) => this.#visitInTurn(chunk, start, end, location, crc), { verifyPayloads: false });
     // A job missing here would be lost by the commit: refuse to commit instead.
+    if (this.jobs !== this.#live.jobs) await this.#explainMissing();
     assert(this.jobs === this.#live.jobs, `compaction found ${this.jobs} of ${this.#live.jobs} live jobs`);
   }
 
-  #visitInTurn(payload: Buffer, location: number): Promise<void> | undefined {
-    if (++this.#sinceClock < CLOCK_EVERY_RECORDS) return this.#visit(payload, location);
+  /**
+   * Damage in the first bytes of a record (its kind or id) hides a live job from the unchecked
+   * scan. Reading the missing jobs' records back checks them, so the damage is reported as a
+   * CorruptionError naming its file and offset; if they all read fine, the caller's assert
+   * reports a bug.
+   */
+  async #explainMissing(): Promise<void> {
+    const capture = this.#live.capture;
+    for (let slot = 0; slot < capture.states.length; slot++) {
+      if (capture.states[slot] === StateCode.none || this.#newLocations[slot] !== NO_LOCATION) continue;
+      await this.#log.read(capture.locations[slot]!);
+      if (capture.outcomeLocations[slot] !== NO_LOCATION) await this.#log.read(capture.outcomeLocations[slot]!);
+    }
+    for (const job of this.#live.unindexed.values()) if (job.newLocation === NO_LOCATION) await this.#log.read(job.location);
+  }
+
+  #visitInTurn(chunk: Buffer, start: number, end: number, location: number, crc: number): Promise<void> | undefined {
+    if (++this.#sinceClock < CLOCK_EVERY_RECORDS) return this.#visit(chunk, start, end, location, crc);
     this.#sinceClock = 0;
-    if (performance.now() - this.#turnStartedAt < MAX_TURN_MS) return this.#visit(payload, location);
-    // The scan keeps `payload` valid until this promise settles.
+    if (performance.now() - this.#turnStartedAt < MAX_TURN_MS) return this.#visit(chunk, start, end, location, crc);
+    // The scan keeps the chunk valid until this promise settles.
     return new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
       this.#turnStartedAt = performance.now();
-      return this.#visit(payload, location);
+      return this.#visit(chunk, start, end, location, crc);
     });
   }
 
   /** Decides, for one record up to the cut, whether it completes a live job's snapshot. */
-  #visit(payload: Buffer, location: number): Promise<void> | undefined {
-    const kind = payload[0];
+  #visit(chunk: Buffer, start: number, end: number, location: number, crc: number): Promise<void> | undefined {
+    const kind = chunk[start];
     // Transition and meta records are never copied: the snapshot carries their effect.
     if (kind !== RecordKind.added && kind !== RecordKind.snapshot && kind !== RecordKind.completed && kind !== RecordKind.failed) return undefined;
-    const id = recordId(payload);
+    if (end - start < 8) return undefined; // no room for an id: not a live job's record (the count check would catch a loss)
+    const id = chunk.readUIntLE(start + 2, 6);
     const capture = this.#live.capture;
     const slot = capture.slots.get(id);
-    if (slot === -1) return this.#visitUnindexed(id, payload, location);
+    if (slot === -1) return this.#visitUnindexed(id, chunk, start, end, location, crc);
     const outcomeLocation = capture.outcomeLocations[slot]!;
     if (capture.locations[slot] === location) {
-      if (outcomeLocation === NO_LOCATION) return this.#emit(slot, addedPart(payload), EMPTY);
-      if (outcomeLocation === location) return this.#emit(slot, addedPart(payload), outcomePart(payload));
-      this.#hold(id, addedPart(payload));
-      return undefined;
+      if (kind !== RecordKind.snapshot) {
+        const added = { bytes: chunk.subarray(start, end), crc };
+        if (outcomeLocation !== NO_LOCATION) {
+          this.#hold(id, added);
+          return undefined;
+        }
+        if (this.#isPlain(slot, chunk.readDoubleLE(start + ADDED_RUN_AT_OFFSET))) return this.#copyPlain(slot, added);
+        return this.#emit(slot, added, NO_PART);
+      }
+      const outcomeLength = chunk.readUInt32LE(start + 28);
+      if (outcomeLocation === location || outcomeLength === 0) {
+        // Everything after the old snapshot header is wanted: its checksum follows from the record's.
+        const rest = chunk.subarray(start + SNAPSHOT_HEADER_SIZE, end);
+        const restCrc = crc32WithoutPrefix(crc, crc32Range(chunk, start, start + SNAPSHOT_HEADER_SIZE), rest.length);
+        if (outcomeLocation === NO_LOCATION && this.#isPlain(slot, rest.readDoubleLE(ADDED_RUN_AT_OFFSET))) return this.#copyPlain(slot, { bytes: rest, crc: restCrc });
+        if (outcomeLocation === location || outcomeLocation === NO_LOCATION) {
+          return this.#emit(slot, { bytes: rest, crc: restCrc }, NO_PART, chunk.readUInt32LE(start + 24), outcomeLength);
+        }
+        this.#hold(id, { bytes: rest, crc: restCrc });
+        return undefined;
+      }
+      // The snapshot's outcome was superseded (its job was retried since): read the record
+      // back, which checks it, and checksum the added part afresh.
+      return this.#log.read(location).then((payload) => {
+        const added = addedPart(payload);
+        const part = { bytes: added, crc: crc32(added) };
+        if (outcomeLocation === NO_LOCATION) return this.#emit(slot, part, NO_PART);
+        this.#hold(id, part);
+        return undefined;
+      });
     }
     // Any other outcome record of a live job was superseded by a later one.
     if (outcomeLocation !== location) return undefined;
+    const outcome = { bytes: chunk.subarray(start, end), crc };
     const held = this.#held.get(id);
     if (held !== undefined) {
       this.#held.delete(id);
-      this.#heldBytes -= held.length;
-      return this.#emit(slot, held, payload);
+      this.#heldBytes -= held.bytes.length;
+      return this.#emit(slot, held, outcome);
     }
-    // Not held (over budget): read it back. The segments being replaced stay readable.
-    return this.#log.read(capture.locations[slot]!).then((added) => this.#emit(slot, addedPart(added), payload));
+    // Not held (over budget): read it back (checked). The segments being replaced stay readable,
+    // and the scan keeps `chunk` valid until this promise settles.
+    return this.#log.read(capture.locations[slot]!).then((payload) => {
+      const added = addedPart(payload);
+      return this.#emit(slot, { bytes: added, crc: crc32(added) }, outcome);
+    });
   }
 
-  #visitUnindexed(id: number, payload: Buffer, location: number): Promise<void> | undefined {
+  #visitUnindexed(id: number, chunk: Buffer, start: number, end: number, location: number, crc: number): Promise<void> | undefined {
     const job = this.#live.unindexed.size === 0 ? undefined : this.#live.unindexed.get(id);
     if (job === undefined || job.location !== location) return undefined;
-    const state = job.runAt <= this.#live.now ? StateCode.pending : StateCode.delayed;
-    const record = encodeSnapshot({ state, attemptsMade: 0, stalls: 0, runAt: job.runAt, added: payload, outcome: EMPTY }, this.#scratch);
-    const written = this.#writeRecord(record);
-    job.newLocation = written.location;
+    if (this.#stopping()) throw new ClosedError('queue');
+    // Never started: its added record replays to exactly its state.
+    job.newLocation = this.#output!.writeCopy(crc, chunk.subarray(start, end));
     this.jobs++;
-    return written.flushed;
+    return this.#flushIfFull();
   }
 
-  #hold(id: number, added: Uint8Array): void {
-    if (this.#heldBytes + added.length > HOLD_BUDGET_BYTES) return;
-    this.#held.set(id, Buffer.from(added));
-    this.#heldBytes += added.length;
-  }
-
-  /** Writes the snapshot of the captured job in `slot`; payload views are copied into the record. */
-  #emit(slot: number, added: Uint8Array, outcome: Uint8Array): Promise<void> | undefined {
+  /**
+   * True when replaying the job's added record alone rebuilds its captured state: it never
+   * started, never stalled, and still runs when it was enqueued to. Such a job needs no snapshot
+   * record; its added record is copied as it is (most live jobs of a backlog are like this).
+   */
+  #isPlain(slot: number, addedRunAt: number): boolean {
     const capture = this.#live.capture;
-    assert(recordId(added) === capture.ids[slot], `added record of job ${recordId(added)} for job ${capture.ids[slot]}`);
-    const record = encodeSnapshot({
-      state: capture.states[slot]! as StateCode,
-      attemptsMade: capture.attemptsMade[slot]!,
-      stalls: capture.stalls[slot]!,
-      runAt: capture.runAts[slot]!,
-      added,
-      outcome,
-    }, this.#scratch);
-    const written = this.#writeRecord(record);
+    const state = capture.states[slot];
+    return (state === StateCode.pending || state === StateCode.delayed) && capture.attemptsMade[slot] === 0 && capture.stalls[slot] === 0 && capture.runAts[slot] === addedRunAt;
+  }
+
+  /** Copies the added record of a plain job (see #isPlain) into the output. */
+  #copyPlain(slot: number, added: Part): Promise<void> | undefined {
+    if (this.#stopping()) throw new ClosedError('queue');
+    this.#newLocations[slot] = this.#output!.writeCopy(added.crc, added.bytes);
+    this.jobs++;
+    return this.#flushIfFull();
+  }
+
+  #flushIfFull(): Promise<void> | undefined {
+    const output = this.#output!;
+    return output.needsFlush ? output.flush() : undefined;
+  }
+
+  #hold(id: number, added: Part): void {
+    if (this.#heldBytes + added.bytes.length > HOLD_BUDGET_BYTES) return;
+    this.#held.set(id, { bytes: Buffer.from(added.bytes), crc: added.crc });
+    this.#heldBytes += added.bytes.length;
+  }
+
+  /**
+   * Writes the snapshot of the captured job in `slot`: its added record, then its outcome
+   * record (if any), copied into the output. `added` may hold both (a snapshot's parts, already
+   * together): the lengths then say where one ends.
+   */
+  #emit(slot: number, added: Part, outcome: Part, addedLength = added.bytes.length, outcomeLength = outcome.bytes.length): Promise<void> | undefined {
+    const capture = this.#live.capture;
+    const id = capture.ids[slot]!;
+    assert(recordId(added.bytes) === id, `added record of job ${recordId(added.bytes)} for job ${id}`);
+    const state = { state: capture.states[slot]! as StateCode, attemptsMade: capture.attemptsMade[slot]!, stalls: capture.stalls[slot]!, runAt: capture.runAts[slot]! };
+    const written = this.#writeSnapshot(id, state, added, outcome, addedLength, outcomeLength);
     this.#newLocations[slot] = written.location;
     this.jobs++;
     return written.flushed;
   }
 
-  /** Copies `record` into the output now; returns its location and, when the output's buffer is full, the flush to wait for. */
-  #writeRecord(record: Buffer): { location: number; flushed: Promise<void> | undefined } {
+  /**
+   * Copies one snapshot record (a header, then `first` and `second` back to back) into the
+   * output now; returns its location and, when the output's buffer is full, the flush to wait for.
+   */
+  #writeSnapshot(id: number, state: SnapshotState, first: Part, second: Part, addedLength: number, outcomeLength: number): { location: number; flushed: Promise<void> | undefined } {
     // close() is waiting: give up; the rewrite removes its unfinished output.
     if (this.#stopping()) throw new ClosedError('queue');
+    assert(addedLength + outcomeLength === first.bytes.length + second.bytes.length, 'snapshot parts and lengths disagree');
+    const header = this.#header;
+    encodeSnapshotHeader(header, 0, id, state, addedLength, outcomeLength);
+    let crc = crc32Combine(crc32(header), first.crc, first.bytes.length);
+    if (second.bytes.length > 0) crc = crc32Combine(crc, second.crc, second.bytes.length);
     const output = this.#output!;
-    const location = output.writeNow(record);
-    return { location, flushed: output.needsFlush ? output.flush() : undefined };
+    const location = output.writeCopy(crc, header, first.bytes, second.bytes);
+    return { location, flushed: this.#flushIfFull() };
   }
 
   /**

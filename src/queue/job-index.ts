@@ -70,6 +70,10 @@ export class JobIndex {
   #addedBytes = new Uint32Array(INITIAL_CAPACITY);
   /** Payload bytes of its last completed/failed record, 0 when none. */
   #outcomeBytes = new Uint32Array(INITIAL_CAPACITY);
+  /** 1 when compaction must write the job as a snapshot record (see needsSnapshot). */
+  #snapshotFlags = new Uint8Array(INITIAL_CAPACITY);
+  /** Invariant: the number of slots whose snapshot flag is set. */
+  #snapshotJobs = 0;
   /** Sum of #addedBytes and #outcomeBytes over live jobs. */
   #recordBytes = 0;
   /** Slots ever used; slots at or above it are untouched. */
@@ -458,6 +462,26 @@ export class JobIndex {
     counts[this.#states[slot]!]!--;
     this.#states[slot] = state;
     counts[state]!++;
+    // Every change ends in a state change, after its attempts and stalls are set.
+    const flag = this.#needsSnapshot(slot) ? 1 : 0;
+    this.#snapshotJobs += flag - this.#snapshotFlags[slot]!;
+    this.#snapshotFlags[slot] = flag;
+  }
+
+  /**
+   * Whether replaying the job's added record alone would get its state wrong: it has started,
+   * finished, failed an attempt or stalled. Compaction copies the added record of any other live
+   * job as it is, and writes a snapshot record (SNAPSHOT_HEADER_SIZE more bytes) for these.
+   */
+  #needsSnapshot(slot: number): boolean {
+    const state = this.#states[slot]!;
+    if (state === StateCode.none) return false;
+    return (state !== StateCode.pending && state !== StateCode.delayed) || this.#attemptsMade[slot]! > 0 || this.#stalls[slot]! > 0;
+  }
+
+  /** Live jobs a compaction would write as snapshot records (the others as their added record). */
+  get snapshotJobs(): number {
+    return this.#snapshotJobs;
   }
 
   #setRecordBytes(slot: number, addedBytes: number, outcomeBytes: number): void {
@@ -517,6 +541,7 @@ export class JobIndex {
     this.#attemptsMade = grow(this.#attemptsMade, new Uint32Array(capacity));
     this.#addedBytes = grow(this.#addedBytes, new Uint32Array(capacity));
     this.#outcomeBytes = grow(this.#outcomeBytes, new Uint32Array(capacity));
+    this.#snapshotFlags = grow(this.#snapshotFlags, new Uint8Array(capacity));
   }
 
   /** O(n): counters, heaps, keys and the id map agree with the state column. */
@@ -535,6 +560,13 @@ export class JobIndex {
     }
     assert(live === this.#slotById.size, `id map holds ${this.#slotById.size} jobs, columns ${live}`);
     assert(recordBytes === this.#recordBytes, `record bytes: counted ${this.#recordBytes}, found ${recordBytes}`);
+    let snapshotJobs = 0;
+    for (let slot = 0; slot < this.#highWater; slot++) {
+      const flag = this.#needsSnapshot(slot) ? 1 : 0;
+      assert(this.#snapshotFlags[slot] === flag, `slot ${slot}: snapshot flag ${this.#snapshotFlags[slot]}, should be ${flag}`);
+      snapshotJobs += flag;
+    }
+    assert(snapshotJobs === this.#snapshotJobs, `snapshot jobs: counted ${this.#snapshotJobs}, found ${snapshotJobs}`);
     const counted = this.counts();
     for (const name of STATE_NAMES) assert(seen[name] === counted[name], `${name}: counted ${counted[name]}, found ${seen[name]}`);
     if (this.#replaying) return;

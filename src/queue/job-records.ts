@@ -55,6 +55,8 @@ const STALLED_RECORD_SIZE = 14;
 const COMPLETED_HEADER_SIZE = 20;
 const FAILED_HEADER_SIZE = 38;
 export const SNAPSHOT_HEADER_SIZE = 32;
+/** Where an added record keeps its run-at time (f64). */
+export const ADDED_RUN_AT_OFFSET = 12;
 /** Largest id a record can carry (u48); far beyond what a queue assigns in its life. */
 export const MAX_JOB_ID = 2 ** 48 - 1;
 /** Longest job name, in UTF-8 bytes (its length is a u8). */
@@ -222,7 +224,7 @@ export function addedPriority(payload: Buffer): number {
   return payload.readInt32LE(8);
 }
 export function addedRunAt(payload: Buffer): number {
-  return payload.readDoubleLE(12);
+  return payload.readDoubleLE(ADDED_RUN_AT_OFFSET);
 }
 /** The key, or '' when the job has none. */
 export function addedKey(payload: Buffer): string {
@@ -246,7 +248,7 @@ export function decodeAdded(payload: Uint8Array): AddedRecord {
   return {
     id: buffer.readUIntLE(2, 6),
     priority: buffer.readInt32LE(8),
-    runAt: buffer.readDoubleLE(12),
+    runAt: buffer.readDoubleLE(ADDED_RUN_AT_OFFSET),
     createdAt: buffer.readDoubleLE(20),
     maxAttempts: buffer.readUInt32LE(28),
     timeoutMs: buffer.readUInt32LE(32),
@@ -437,25 +439,31 @@ export function decodeFailed(payload: Uint8Array): FailedRecord {
 /** What encodeSnapshot takes: a snapshot record without its id (it comes from the added record). */
 export type SnapshotFields = Omit<SnapshotRecord, 'id'>;
 
+/** The snapshot's state, without its parts: what a compaction writes in front of the copied records. */
+export type SnapshotState = Omit<SnapshotFields, 'added' | 'outcome'>;
+
 /**
- * Encodes a snapshot record. With `scratch` large enough, the record is written into it and a
- * view is returned (compaction reuses one buffer: the log copies each payload as it takes it).
+ * Writes the SNAPSHOT_HEADER_SIZE bytes that precede a snapshot's parts into `target` at
+ * `offset`. Compaction writes them in front of the added and outcome records it copies.
  */
-export function encodeSnapshot(fields: SnapshotFields, scratch?: Buffer): Buffer {
-  const id = recordId(fields.added);
-  assert(fields.state !== StateCode.none, 'a snapshot is of a live job');
+export function encodeSnapshotHeader(target: Buffer, offset: number, id: number, state: SnapshotState, addedLength: number, outcomeLength: number): void {
+  assert(state.state !== StateCode.none, 'a snapshot is of a live job');
   assert(Number.isSafeInteger(id) && id >= 0 && id <= MAX_JOB_ID, `job id ${id}`);
-  const size = SNAPSHOT_HEADER_SIZE + fields.added.length + fields.outcome.length;
-  const buffer = scratch !== undefined && scratch.length >= size ? scratch.subarray(0, size) : Buffer.allocUnsafe(size);
-  buffer[0] = RecordKind.snapshot;
-  buffer[1] = fields.state;
-  buffer.writeUIntLE(id, 2, 6);
-  buffer.writeUInt32LE(fields.attemptsMade, 8);
-  buffer.writeUInt16LE(fields.stalls, 12);
-  buffer.writeUInt16LE(0, 14);
-  buffer.writeDoubleLE(fields.runAt, 16);
-  buffer.writeUInt32LE(fields.added.length, 24);
-  buffer.writeUInt32LE(fields.outcome.length, 28);
+  target[offset] = RecordKind.snapshot;
+  target[offset + 1] = state.state;
+  target.writeUIntLE(id, offset + 2, 6);
+  target.writeUInt32LE(state.attemptsMade, offset + 8);
+  target.writeUInt16LE(state.stalls, offset + 12);
+  target.writeUInt16LE(0, offset + 14);
+  target.writeDoubleLE(state.runAt, offset + 16);
+  target.writeUInt32LE(addedLength, offset + 24);
+  target.writeUInt32LE(outcomeLength, offset + 28);
+}
+
+/** Encodes a snapshot record. */
+export function encodeSnapshot(fields: SnapshotFields): Buffer {
+  const buffer = Buffer.allocUnsafe(SNAPSHOT_HEADER_SIZE + fields.added.length + fields.outcome.length);
+  encodeSnapshotHeader(buffer, 0, recordId(fields.added), fields, fields.added.length, fields.outcome.length);
   buffer.set(fields.added, SNAPSHOT_HEADER_SIZE);
   buffer.set(fields.outcome, SNAPSHOT_HEADER_SIZE + fields.added.length);
   return buffer;

@@ -3,11 +3,13 @@
 // modes, poisoning, atomic groups, reads by location, clean shutdown and rewrite.
 import { describe, expect } from 'vitest';
 import { readdirSync } from 'node:fs';
+import { crc32 } from '../../src/engine/crc.ts';
 import { Log, locationAfter } from '../../src/engine/log.ts';
+import { SEGMENT_HEADER_SIZE as SEGMENT_HEADER_BYTES } from '../../src/engine/segment-header.ts';
 import type { LogOptions } from '../../src/engine/log.ts';
 import { ClosedError, PoisonedError, RecordTooLargeError } from '../../src/errors.ts';
 import { CountingFileSystem } from '../support/counting-fs.ts';
-import { segmentFiles, truncateAt, fileSize } from '../support/bytes.ts';
+import { flipByte, segmentFiles, truncateAt, fileSize } from '../support/bytes.ts';
 import { test } from '../support/temp-dir.ts';
 
 function payloadOf(i: number, size = 16): Buffer {
@@ -281,11 +283,12 @@ describe('Log', () => {
     const cut = log.cut();
     await log.append(payloadOf(100, 100)); // after the cut: not scanned
     const seen: { id: number; lsn: number; location: number }[] = [];
-    await log.scan(cut, async (payload, lsn, location) => {
-      const id = payload.readUInt32LE(0);
+    await log.scan(cut, async (chunk, start, end, location, payloadCrc, lsn) => {
+      expect(crc32(chunk.subarray(start, end))).toBe(payloadCrc);
+      const id = chunk.readUInt32LE(start);
       await new Promise((resolve) => setImmediate(resolve));
-      // The view stays valid while the visitor's promise is pending.
-      expect(payload.readUInt32LE(0)).toBe(id);
+      // The chunk stays valid while the visitor's promise is pending.
+      expect(chunk.readUInt32LE(start)).toBe(id);
       seen.push({ id, lsn, location });
     });
     expect(seen.map((r) => r.id)).toEqual(Array.from({ length: 100 }, (_, i) => i));
@@ -310,6 +313,36 @@ describe('Log', () => {
     const { log: again, records } = await replay(dir);
     expect(records).toHaveLength(60);
     await again.close();
+  });
+
+  test('a rewrite that copies with carried checksums keeps damage visible instead of blessing it', async ({ dir }) => {
+    const log = await Log.open(dir);
+    const locations: number[] = [];
+    for (let i = 0; i < 20; i++) {
+      await log.append(payloadOf(i, 100));
+      locations.push(log.lastLocation);
+    }
+    const cut = log.cut();
+    await log.sync();
+    const [source] = segmentFiles(dir);
+    // A payload byte of record 7, behind the log's back (the page cache serves the log's reads).
+    flipByte(source!, SEGMENT_HEADER_BYTES + 7 * (32 + 100) + 32 + 40);
+    // A checking scan refuses the damaged record: nothing is rewritten.
+    await expect(log.rewrite(cut, (out) => log.scan(cut, (chunk, start, end) => void out.writeNow(chunk.subarray(start, end))))).rejects.toMatchObject({
+      code: 'ERR_BLERO_CORRUPT',
+      reason: 'sealed-segment-damage',
+    });
+    expect(segmentFiles(dir)[0]).toBe(source);
+    // Copying with the carried checksums commits; the copy of record 7 reads as damaged.
+    const copies: number[] = [];
+    await log.rewrite(cut, (out) => log.scan(cut, (chunk, start, end, _location, payloadCrc) => void copies.push(out.writeCopy(payloadCrc, chunk.subarray(start, end))), { verifyPayloads: false }));
+    expect(copies).toHaveLength(20);
+    expect((await log.read(copies[6]!)).readUInt32LE(0)).toBe(6);
+    await expect(log.read(copies[7]!)).rejects.toMatchObject({ code: 'ERR_BLERO_CORRUPT', reason: 'payload-crc' });
+    await log.close();
+    const [compacted] = segmentFiles(dir);
+    expect(compacted).not.toBe(source);
+    await expect(Log.open(dir)).rejects.toMatchObject({ code: 'ERR_BLERO_CORRUPT', file: compacted, offset: SEGMENT_HEADER_BYTES + 7 * (32 + 100) });
   });
 
   test('validates options with TypeError and RangeError before touching the disk', async ({ dir }) => {

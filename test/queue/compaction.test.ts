@@ -7,6 +7,7 @@
 // its live data plus one segment. Concurrency tests compact while jobs are enqueued and run, and
 // check that no job is lost or run twice. Crashes during compaction: test/crash/compaction-crash.test.ts.
 import { once } from 'node:events';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -210,6 +211,29 @@ describe('compaction', () => {
     await reopened.close();
   });
 
+  test('copies finished jobs whose added records outgrow what it holds in memory by reading them back', async ({ dir }) => {
+    // 9,000 added records of ~1 KiB come before their completed records: more than the 8 MiB
+    // the compaction keeps while it waits for each job's outcome record.
+    const options: QueueOptions = { compaction: false, durability: 'none', removeOnComplete: KEEP_ALL };
+    const queue = await Queue.open(dir, options);
+    queue.pause();
+    const ids = await queue.enqueueMany(range(1, 9000).map((n) => ({ name: 'job', data: { n, pad: 'p'.repeat(1000) } })));
+    queue.registerProcessor((job) => (job.data as { n: number }).n, { concurrency: 8 });
+    const drained = once(queue, 'drained');
+    queue.resume();
+    await drained;
+    const sample = ids.filter((_, n) => n % 97 === 0 || n === ids.length - 1);
+    const before = await stateOf(queue, sample);
+    const report = await queue.compact();
+    expect(report.jobs).toBe(9000);
+    expect(await stateOf(queue, sample)).toEqual(before);
+    await queue.close();
+    const reopened = await Queue.open(dir, options);
+    expect(await stateOf(reopened, sample)).toEqual(before);
+    expect(reopened.counts().completed).toBe(9000);
+    await reopened.close();
+  });
+
   test('runs one compaction at a time: a second call returns the running one', async ({ dir }) => {
     const queue = await Queue.open(dir, { compaction: false });
     await queue.enqueueMany(range(1, 100).map((n) => ({ name: 'job', data: n })));
@@ -289,6 +313,75 @@ describe('compaction', () => {
     expect(reopened.counts().pending).toBe(20_000);
     expect(await stateOf(reopened, ids.slice(0, 50))).toEqual(before);
     await expect(reopened.close().then(() => reopened.compact())).rejects.toThrow(ClosedError);
+  });
+
+  describe('damage in the records it copies or drops', () => {
+    const options: QueueOptions = { compaction: false, removeOnComplete: { count: 0 } };
+
+    /** A queue with 20 completed jobs (gone: none retained) and 10 pending ones, closed. */
+    async function build(dir: string): Promise<{ pending: number[]; files: string[] }> {
+      const queue = await Queue.open(dir, options);
+      const processor = queue.registerProcessor(() => 'ok');
+      const drained = once(queue, 'drained');
+      await queue.enqueueMany(range(100, 119).map((n) => ({ name: `dead-${n}`, data: { n } })));
+      await drained;
+      queue.unregisterProcessor(processor);
+      const pending = await queue.enqueueMany(range(100, 109).map((n) => ({ name: `live-${n}`, data: { n } })));
+      await queue.close();
+      return { pending, files: (await readdir(dir)).filter((name) => name.startsWith('seg-')).map((name) => join(dir, name)) };
+    }
+
+    /** Flips a byte of the added record of the job named `name`, `delta` bytes from the start of its payload. */
+    function damageAdded(files: string[], name: string, delta: number): void {
+      for (const file of files) {
+        const bytes = readFileSync(file);
+        // The name follows the added record's fixed 66-byte header.
+        const at = bytes.indexOf(Buffer.from(name)) - 66;
+        if (at < 0) continue;
+        bytes[at + delta] = bytes[at + delta]! ^ 0xff;
+        writeFileSync(file, bytes);
+        return;
+      }
+      throw new Error(`no added record named ${name}`);
+    }
+
+    test('drops a damaged dead record and keeps every live job', async ({ dir }) => {
+      const { pending, files } = await build(dir);
+      // Open checks every record and would refuse damage: it comes while the queue is open.
+      const queue = await Queue.open(dir, options);
+      const before = await stateOf(queue, pending);
+      damageAdded(files, 'dead-105', 80);
+      await queue.compact();
+      expect(await stateOf(queue, pending)).toEqual(before);
+      await queue.close();
+      const reopened = await Queue.open(dir, options);
+      expect(await stateOf(reopened, pending)).toEqual(before);
+      await reopened.close();
+    });
+
+    test('keeps damage in a live job visible after copying it: the job reads as corrupt, and so does the next open', async ({ dir }) => {
+      const { pending, files } = await build(dir);
+      const queue = await Queue.open(dir, options);
+      damageAdded(files, 'live-104', 80); // in the job's data
+      await queue.compact();
+      await expect(queue.getJob(pending[4]!)).rejects.toMatchObject({ code: 'ERR_BLERO_CORRUPT' });
+      expect((await queue.getJob(pending[5]!))?.data).toEqual({ n: 105 });
+      await queue.close();
+      await expect(Queue.open(dir, options)).rejects.toMatchObject({ code: 'ERR_BLERO_CORRUPT', reason: 'sealed-segment-damage' });
+    });
+
+    test('refuses to commit when damage hides a live job, and names the damaged record', async ({ dir }) => {
+      const { files } = await build(dir);
+      const queue = await Queue.open(dir, options);
+      damageAdded(files, 'live-107', 3); // in the job's id
+      await expect(queue.compact()).rejects.toMatchObject({ code: 'ERR_BLERO_CORRUPT', reason: 'payload-crc' });
+      // The old segments are all there (the cut added an active segment), and no temp file.
+      const after = await readdir(dir);
+      for (const file of files) expect(after).toContain(file.slice(dir.length + 1));
+      expect(after.filter((name) => name.endsWith('.tmp'))).toEqual([]);
+      expect(queue.stats().compaction).toMatchObject({ failures: 1, runs: 0 });
+      await queue.close();
+    });
   });
 
   it('validates the compaction options', async () => {
