@@ -274,7 +274,7 @@ export class Compactor {
       const result = await log.rewrite(cut, (output) => writer.write(cut, output));
       // Unindexed jobs get their index entries when acknowledged: wait, so they are relocated too.
       await Promise.allSettled(live.acknowledgements);
-      writer.relocate(index);
+      await writer.relocate(index);
       this.#readEpoch++;
       const report = { bytesBefore: result.bytesBefore, bytesAfter: result.bytesAfter, durationMs: performance.now() - startedAt, jobs: writer.jobs };
       return this.#completed(report);
@@ -553,12 +553,20 @@ class SnapshotWriter {
   /**
    * Once the rewrite has committed: points every job still in the index at its snapshot record,
    * for each of its two locations that has not changed since the cut. A job that completed
-   * after the cut keeps its new outcome location; a job that is gone is skipped.
+   * after the cut keeps its new outcome location; a job that is gone is skipped. Runs in slices
+   * that let the event loop in (a million jobs take tens of ms): each job is relocated in one
+   * step, and until then its old location stays readable (the engine keeps the replaced
+   * segments until the next rewrite, which waits for this one).
    */
-  relocate(index: JobIndex): void {
+  async relocate(index: JobIndex): Promise<void> {
     const capture = this.#live.capture;
     const states = capture.states;
+    let turnStartedAt = performance.now();
     for (let at = 0; at < states.length; at++) {
+      if ((at & 1023) === 1023 && performance.now() - turnStartedAt >= MAX_TURN_MS) {
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        turnStartedAt = performance.now();
+      }
       if (states[at] === StateCode.none) continue;
       const slot = index.slotOf(capture.ids[at]!);
       if (slot === -1) continue;
