@@ -12,6 +12,7 @@ import { EventEmitter } from 'node:events';
 import * as path from 'node:path';
 import { ClosedError, CorruptionError, PoisonedError, RecordTooLargeError } from '../errors.ts';
 import { assert, verify } from './assert.ts';
+import { BufferPool } from './buffer-pool.ts';
 import { crc32 } from './crc.ts';
 import { acquireDirectoryLock } from './directory-lock.ts';
 import type { DirectoryLock } from './directory-lock.ts';
@@ -154,6 +155,9 @@ export class Log extends EventEmitter<LogEvents> {
   /** Segments in LSN order; the last one is the active segment. */
   readonly #segments: Segment[];
   readonly #byOrdinal = new Map<number, Segment>();
+  /** Read buffers of scan() and staging chunks of rewrite(), kept between compactions. */
+  readonly #scanBuffers = new BufferPool(2);
+  readonly #stageBuffers = new BufferPool(4);
   /** Sources of the last rewrite: unlinked, but still readable until the next rewrite or close. */
   #retired: Segment[] = [];
   readonly #commit: GroupCommit;
@@ -402,7 +406,6 @@ export class Log extends EventEmitter<LogEvents> {
   async scan(upToLsn: number, visit: ScanVisitor, options: { readonly verifyPayloads?: boolean } = {}): Promise<void> {
     if (this.#status === 'closed') throw new ClosedError();
     await this.#commit.barrier(false); // a roll queued by cut() has run
-    const scanOptions = { verifyPayloads: options.verifyPayloads ?? true };
     for (const segment of [...this.#segments]) {
       if (!segment.sealed || segment.lastLsn > upToLsn) break;
       const file = path.join(this.directory, segment.name);
@@ -410,7 +413,7 @@ export class Log extends EventEmitter<LogEvents> {
       const result = await scanSegmentRaw(segment.handle, segment.sizeBytes, SEGMENT_HEADER_SIZE, (header, chunk, start, offset) => {
         if (header.type !== RecordType.data) return;
         return visit(chunk, start, start + header.payloadLength, packLocation(ordinal, offset), header.payloadCrc, header.lsn);
-      }, scanOptions);
+      }, { verifyPayloads: options.verifyPayloads ?? true, buffers: this.#scanBuffers });
       // The segment was fully validated at open or written by this process: damage now is new.
       if (result.damage !== undefined) throw new CorruptionError(file, result.endOffset, 'sealed-segment-damage', `${result.damage} during scan`);
     }
@@ -455,7 +458,7 @@ export class Log extends EventEmitter<LogEvents> {
       // for nothing else. Records are encoded straight into staging chunks (no buffer per record: compaction
       // writes tens of thousands of small records and their garbage showed up as GC pauses).
       let pending: Buffer[] = [];
-      let stage: Buffer = Buffer.allocUnsafe(REWRITE_CHUNK_BYTES);
+      let stage: Buffer = this.#stageBuffers.take(REWRITE_CHUNK_BYTES);
       let stageUsed = 0;
       let pendingBytes = 0;
       let pendingAt = offset;
@@ -473,10 +476,9 @@ export class Log extends EventEmitter<LogEvents> {
         syncing = aside.handle.datasync().finally(() => (syncInFlight = false));
         syncing.catch(() => undefined); // awaited below; not unhandled meanwhile
       };
-      // Staging chunks are reused once written: fresh memory costs a page fault per 4 KiB.
+      // Staging chunks go back to the pool once written (see buffer-pool.ts).
       let staged: Buffer[] = [];
-      const spareStages: Buffer[] = [];
-      const newStage = (size: number): Buffer => (size <= REWRITE_CHUNK_BYTES ? spareStages.pop() : undefined) ?? Buffer.allocUnsafe(Math.max(REWRITE_CHUNK_BYTES, size));
+      const newStage = (size: number): Buffer => this.#stageBuffers.take(Math.max(REWRITE_CHUNK_BYTES, size));
       /** Moves the staged bytes to the pending writes. */
       const retireStage = (): void => {
         if (stageUsed === 0) return;
@@ -500,7 +502,7 @@ export class Log extends EventEmitter<LogEvents> {
         pendingAt += bytes;
         pendingBytes = 0;
         writing = writeAll(aside.handle, chunks, at).then(() => {
-          for (const done of stages) if (done.length === REWRITE_CHUNK_BYTES && spareStages.length < 4) spareStages.push(done);
+          for (const done of stages) this.#stageBuffers.give(done);
           unsyncedBytes += bytes;
           if (unsyncedBytes >= REWRITE_SYNC_BYTES && !syncInFlight) startSync();
         });

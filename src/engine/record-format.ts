@@ -56,9 +56,20 @@ export function emptyRecordHeader(): MutableRecordHeader {
   return { headerCrc: 0, payloadLength: 0, payloadCrc: 0, type: 0, flags: 0, lsn: 0, durableLsn: 0 };
 }
 
-function writeU64(target: Buffer, offset: number, value: number): void {
-  target.writeUInt32LE(value % 0x1_0000_0000, offset);
-  target.writeUInt32LE(Math.floor(value / 0x1_0000_0000), offset + 4);
+// Byte stores, not Buffer.writeUInt32LE: every append and every copied record encodes a
+// header, and the range checks of the Buffer methods cost more than the stores (the values are
+// in range: assertRecordShape checked them).
+function writeU32(target: Uint8Array, offset: number, value: number): void {
+  target[offset] = value & 0xff;
+  target[offset + 1] = (value >>> 8) & 0xff;
+  target[offset + 2] = (value >>> 16) & 0xff;
+  target[offset + 3] = (value >>> 24) & 0xff;
+}
+
+function writeU64(target: Uint8Array, offset: number, value: number): void {
+  const high = Math.floor(value / 0x1_0000_0000);
+  writeU32(target, offset, value - high * 0x1_0000_0000);
+  writeU32(target, offset + 4, high);
 }
 
 /** Reads a u64 that must fit in a JS number; a larger high word returns NaN (caller treats as damage). */
@@ -100,15 +111,15 @@ export function encodeRecordHeader(
   payloadCrc: number,
 ): void {
   assertRecordShape(type, flags, lsn, durableLsn, payloadLength);
-  target.writeUInt32LE(payloadLength, offset + 4);
-  target.writeUInt32LE(payloadCrc >>> 0, offset + 8);
+  writeU32(target, offset + 4, payloadLength);
+  writeU32(target, offset + 8, payloadCrc);
   target[offset + 12] = type;
   target[offset + 13] = flags;
   target[offset + 14] = 0;
   target[offset + 15] = 0;
   writeU64(target, offset + 16, lsn);
   writeU64(target, offset + 24, durableLsn);
-  target.writeUInt32LE(crc32Range(target, offset + 4, offset + RECORD_HEADER_SIZE), offset);
+  writeU32(target, offset, crc32Range(target, offset + 4, offset + RECORD_HEADER_SIZE));
 }
 
 /**

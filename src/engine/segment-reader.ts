@@ -3,6 +3,7 @@
 // reports where the valid prefix ends and what the first bad bytes look like; whether that is
 // a torn tail or corruption is decided by recovery.ts, which knows where the segment sits.
 import type { FileHandle } from './file-system.ts';
+import type { BufferPool } from './buffer-pool.ts';
 import { crc32Range } from './crc.ts';
 import { decodeRecordHeader, decodeRecordHeaderInto, emptyRecordHeader, RECORD_HEADER_SIZE } from './record-format.ts';
 import type { RecordHeader } from './record-format.ts';
@@ -61,6 +62,8 @@ export interface ScanOptions {
    * crc32Combine) may turn this off: the damage then surfaces where the copy is read.
    */
   readonly verifyPayloads?: boolean;
+  /** Where the read buffers come from and go back to (default: fresh ones for this scan). */
+  readonly buffers?: BufferPool;
 }
 
 /**
@@ -99,8 +102,10 @@ export async function scanSegmentRaw(
   // Each holds CARRY_BYTES of room in front of the chunk for the tail of a straddling record.
   const twoBuffers = fileSize - startOffset > chunkBytes;
   const bufferBytes = twoBuffers ? CARRY_BYTES + chunkBytes : Math.min(chunkBytes, Math.max(fileSize - startOffset, RECORD_HEADER_SIZE));
-  let buffer = Buffer.allocUnsafe(bufferBytes);
-  let spare = twoBuffers ? Buffer.allocUnsafe(bufferBytes) : undefined;
+  const pool = options.buffers;
+  const allocate = (size: number): Buffer => (pool !== undefined ? pool.take(size) : Buffer.allocUnsafe(size));
+  let buffer = allocate(bufferBytes);
+  let spare = twoBuffers ? allocate(bufferBytes) : undefined;
   let bufferStart = startOffset; // file offset of buffer[0] (may lie before startOffset: the carry room)
   let bufferEnd = startOffset; // file offset just past the valid bytes in buffer
   let position = startOffset;
@@ -133,8 +138,14 @@ export async function scanSegmentRaw(
     }
     // A record larger than what the chunks hold, or no read ahead: read from the record's start.
     if (needed > buffer.length) {
-      buffer = Buffer.allocUnsafe(Math.max(needed, bufferBytes));
-      if (spare !== undefined) spare = Buffer.allocUnsafe(buffer.length);
+      // A buffer given back while a read into it may be in flight would be reused too early,
+      // but no read is in flight here (ahead was awaited above).
+      pool?.give(buffer);
+      buffer = allocate(Math.max(needed, bufferBytes));
+      if (spare !== undefined) {
+        pool?.give(spare);
+        spare = allocate(buffer.length);
+      }
     }
     const got = await readFully(handle, buffer, Math.min(buffer.length, fileSize - position), position);
     bufferStart = position;
@@ -167,6 +178,10 @@ export async function scanSegmentRaw(
   } finally {
     // The caller may close the handle once we return: let no read of it outlive the scan.
     if (ahead !== undefined) await ahead.catch(() => undefined);
+    if (pool !== undefined) {
+      pool.give(buffer);
+      if (spare !== undefined) pool.give(spare);
+    }
   }
 }
 
