@@ -16,3 +16,11 @@ export const verifyEnabled = process.env['BLERO_VERIFY'] === '1';
 export function verify(check: () => void): void {
   if (verifyEnabled) check();
 }
+
+/**
+ * Throws AssertionError. For hot paths, `if (!(condition)) fail(`...${detail}`)` instead of
+ * `assert(condition, `...${detail}`)`: the second builds its message on every call.
+ */
+export function fail(message: string): never {
+  throw new AssertionError(message);
+}

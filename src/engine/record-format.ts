@@ -6,7 +6,7 @@
 //             lsn:u64 durableLsn:u64                                   (all little-endian)
 //   headerCrc = crc32(header[4..32]); it covers payloadCrc, so it vouches for the payload too,
 //   and it is checked before payloadLength is trusted (a corrupt length never reads as torn).
-import { assert } from './assert.ts';
+import { assert, fail } from './assert.ts';
 import { crc32Range } from './crc.ts';
 
 export const RECORD_HEADER_SIZE = 32;
@@ -88,12 +88,12 @@ function readU32(source: Uint8Array, offset: number): number {
 
 /** The shape every header must have, checked before encoding and again after decoding. */
 export function assertRecordShape(type: number, flags: number, lsn: number, durableLsn: number, payloadLength: number): void {
-  assert(type === RecordType.data || type === RecordType.seal || type === RecordType.close, `record type ${type}`);
-  assert((flags & ~KNOWN_FLAGS) === 0, `record flags ${flags}`);
-  assert(Number.isSafeInteger(lsn) && lsn >= 0, `record lsn ${lsn}`);
-  assert(Number.isSafeInteger(durableLsn) && durableLsn >= 0, `record durableLsn ${durableLsn}`);
-  assert(durableLsn <= lsn, `durableLsn ${durableLsn} above lsn ${lsn}`);
-  assert(payloadLength >= 0 && payloadLength <= MAX_RECORD_SIZE_LIMIT, `payload length ${payloadLength}`);
+  if (!(type === RecordType.data || type === RecordType.seal || type === RecordType.close)) fail(`record type ${type}`);
+  if ((flags & ~KNOWN_FLAGS) !== 0) fail(`record flags ${flags}`);
+  if (!(Number.isSafeInteger(lsn) && lsn >= 0)) fail(`record lsn ${lsn}`);
+  if (!(Number.isSafeInteger(durableLsn) && durableLsn >= 0)) fail(`record durableLsn ${durableLsn}`);
+  if (!(durableLsn <= lsn)) fail(`durableLsn ${durableLsn} above lsn ${lsn}`);
+  if (!(payloadLength >= 0 && payloadLength <= MAX_RECORD_SIZE_LIMIT)) fail(`payload length ${payloadLength}`);
 }
 
 /**

@@ -9,7 +9,7 @@
 // fdatasync, rename, directory fsync. So damage in any earlier file hit bytes that were synced.
 import * as path from 'node:path';
 import { CorruptionError } from '../errors.ts';
-import { assert } from './assert.ts';
+import { assert, fail } from './assert.ts';
 import type { FileHandle, FileSystem } from './file-system.ts';
 import { parseFileName, quarantineFileName, tempFileName } from './file-names.ts';
 import {
@@ -465,7 +465,7 @@ function tornAt(
   kind: RecoveryCase,
   damage: TruncatedTail['damage'],
 ): Omit<TruncatedTail, 'file'> {
-  assert(RECOVERY_RULES[kind] === 'truncate-and-report', `${kind} is not a torn tail`);
+  if (RECOVERY_RULES[kind] !== 'truncate-and-report') fail(`${kind} is not a torn tail`);
   assert(offset >= SEGMENT_HEADER_SIZE && offset <= fileSize, 'truncation inside the file body');
   segment.sizeBytes = offset;
   return { offset, bytes: fileSize - offset, case: kind, damage };

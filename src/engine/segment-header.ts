@@ -6,7 +6,7 @@
 // baseLsn is the first LSN the file may hold. coverEndLsn is 0 for segments the appender
 // writes; a compaction output covers [baseLsn, coverEndLsn] and replaces every older file
 // in that range.
-import { assert } from './assert.ts';
+import { assert, fail } from './assert.ts';
 import { crc32 } from './crc.ts';
 import { readU64 } from './record-format.ts';
 
@@ -32,9 +32,9 @@ export interface SegmentHeader {
 export type SegmentHeaderProblem = 'short-header' | 'bad-magic' | 'header-crc' | 'future-version' | 'bad-header';
 
 export function encodeSegmentHeader(header: Omit<SegmentHeader, 'formatVersion'>): Buffer {
-  assert(Number.isSafeInteger(header.baseLsn) && header.baseLsn >= 1, `baseLsn ${header.baseLsn}`);
+  if (!(Number.isSafeInteger(header.baseLsn) && header.baseLsn >= 1)) fail(`baseLsn ${header.baseLsn}`);
   assert(header.coverEndLsn === 0 || header.coverEndLsn >= header.baseLsn - 1, 'coverEnd before base');
-  assert((header.flags & ~KNOWN_SEGMENT_FLAGS) === 0, `segment flags ${header.flags}`);
+  if ((header.flags & ~KNOWN_SEGMENT_FLAGS) !== 0) fail(`segment flags ${header.flags}`);
   const target = Buffer.alloc(SEGMENT_HEADER_SIZE);
   target.writeUInt32LE(SEGMENT_MAGIC, 0);
   target.writeUInt16LE(FORMAT_VERSION, 4);

@@ -17,7 +17,7 @@
 //   did not change after the cut are pointed at their copies once the rewrite has committed.
 // - Memory: a copy of the index columns and id table (what the index itself costs) plus
 //   bounded buffers; the log is streamed, never loaded.
-import { assert } from '../engine/assert.ts';
+import { assert, fail } from '../engine/assert.ts';
 import { crc32, crc32Combine, crc32Range, crc32WithoutPrefix } from '../engine/crc.ts';
 import { locationAfter } from '../engine/log.ts';
 import type { Log, RewriteOutput } from '../engine/log.ts';
@@ -115,7 +115,7 @@ const EMPTY = new Uint8Array(0);
  * Longest stretch of scanning without giving the event loop a turn, in ms: records that need no
  * I/O are decided synchronously, and a 4 MiB chunk of them would otherwise hold up enqueues.
  */
-const MAX_TURN_MS = 1;
+const MAX_TURN_MS = 0.25;
 /** Records between two looks at the clock. */
 const CLOCK_EVERY_RECORDS = 64;
 
@@ -268,7 +268,7 @@ export class Compactor {
       if (cut === 0) return this.#completed({ bytesBefore: 0, bytesAfter: 0, durationMs: performance.now() - startedAt, jobs: 0 });
       // Each live job owns at least one record up to the cut, and so does the lease: the output
       // never needs more LSNs than the range it replaces holds.
-      assert(live.records <= cut, `${live.records} snapshot records for ${cut} LSNs`);
+      if (!(live.records <= cut)) fail(`${live.records} snapshot records for ${cut} LSNs`);
       const writer = new SnapshotWriter(log, live, () => this.#stopping);
       await this.#readsOfEarlierEpochs();
       const result = await log.rewrite(cut, (output) => writer.write(cut, output));
@@ -387,7 +387,7 @@ class SnapshotWriter {
     await this.#log.scan(cut, (chunk, start, end, location, crc) => this.#visitInTurn(chunk, start, end, location, crc), { verifyPayloads: false });
     // A job missing here would be lost by the commit: refuse to commit instead.
     if (this.jobs !== this.#live.jobs) await this.#explainMissing();
-    assert(this.jobs === this.#live.jobs, `compaction found ${this.jobs} of ${this.#live.jobs} live jobs`);
+    if (this.jobs !== this.#live.jobs) fail(`compaction found ${this.jobs} of ${this.#live.jobs} live jobs`);
   }
 
   /**
@@ -525,7 +525,7 @@ class SnapshotWriter {
   #emit(slot: number, added: Part, outcome: Part, addedLength = added.bytes.length, outcomeLength = outcome.bytes.length): Promise<void> | undefined {
     const capture = this.#live.capture;
     const id = capture.ids[slot]!;
-    assert(recordId(added.bytes) === id, `added record of job ${recordId(added.bytes)} for job ${id}`);
+    if (recordId(added.bytes) !== id) fail(`added record of job ${recordId(added.bytes)} for job ${id}`);
     const state = { state: capture.states[slot]! as StateCode, attemptsMade: capture.attemptsMade[slot]!, stalls: capture.stalls[slot]!, runAt: capture.runAts[slot]! };
     const written = this.#writeSnapshot(id, state, added, outcome, addedLength, outcomeLength);
     this.#newLocations[slot] = written.location;
@@ -571,7 +571,7 @@ class SnapshotWriter {
       const slot = index.slotOf(capture.ids[at]!);
       if (slot === -1) continue;
       const newLocation = this.#newLocations[at]!;
-      assert(newLocation !== NO_LOCATION, `job ${capture.ids[at]} has no snapshot record`);
+      if (newLocation === NO_LOCATION) fail(`job ${capture.ids[at]} has no snapshot record`);
       const location = index.location(slot) === capture.locations[at] ? newLocation : index.location(slot);
       const capturedOutcome = capture.outcomeLocations[at]!;
       const outcome = capturedOutcome !== NO_LOCATION && index.outcomeLocation(slot) === capturedOutcome ? newLocation : index.outcomeLocation(slot);

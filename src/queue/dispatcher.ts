@@ -12,7 +12,7 @@
 // - Fencing: once an attempt's outcome is decided (returned, threw, timed out, or released by
 //   close), anything else that attempt produces is discarded.
 import type { EventEmitter } from 'node:events';
-import { assert } from '../engine/assert.ts';
+import { assert, fail } from '../engine/assert.ts';
 import type { Log } from '../engine/log.ts';
 import { ClosedError, ErrorCode, TimeoutError } from '../errors.ts';
 import { encodeResult } from './job-data.ts';
@@ -233,7 +233,7 @@ export class Dispatcher {
     let job: Job;
     try {
       const added = decodeAdded(addedPart(payload));
-      assert(added.id === execution.id, `record of job ${added.id} read for job ${execution.id}`);
+      if (added.id !== execution.id) fail(`record of job ${added.id} read for job ${execution.id}`);
       execution.added = added;
       job = jobView(added, jobData(added), {
         state: 'active',

@@ -4,7 +4,7 @@
 // A page left with few live ids (say, one job delayed for days among thousands that finished)
 // moves them into a small Map and is dropped, which bounds what a scattered survivor costs at
 // about PAGE_SIZE * 4 / SPARSE_LIVE bytes instead of a whole page.
-import { assert } from '../engine/assert.ts';
+import { fail } from '../engine/assert.ts';
 
 const PAGE_SIZE = 1024;
 /** A page with this many live ids or fewer moves them to the sparse map (unless it is the newest). */
@@ -40,7 +40,7 @@ export class IdTable {
 
   /** Adds `id` (which must not be present). */
   set(id: number, slot: number): void {
-    assert(slot >= 0 && slot < 2 ** 31 - 1, `slot ${slot}`);
+    if (!(slot >= 0 && slot < 2 ** 31 - 1)) fail(`slot ${slot}`);
     const pageNumber = Math.floor(id / PAGE_SIZE);
     let page = pageNumber === this.#newestPageNumber ? this.#newestPage : this.#pages.get(pageNumber);
     if (page === undefined) {
@@ -52,7 +52,7 @@ export class IdTable {
       this.#newestPage = page;
     }
     const offset = id - pageNumber * PAGE_SIZE;
-    assert(page.slots[offset] === 0, `id ${id} is already in the table`);
+    if (page.slots[offset] !== 0) fail(`id ${id} is already in the table`);
     page.slots[offset] = slot + 1;
     page.live++;
     this.#size++;

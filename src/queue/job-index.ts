@@ -12,7 +12,7 @@
 // Two modes: while replaying, state changes only set columns (a started record can name a job
 // deep inside the heap); finishReplay() then builds both heaps in O(n). After that, every
 // change keeps the heaps current and dispatch is O(log n).
-import { assert, verify, verifyEnabled } from '../engine/assert.ts';
+import { assert, verify, verifyEnabled, fail } from '../engine/assert.ts';
 import { StateCode } from './job-records.ts';
 import { IdTable } from './id-table.ts';
 import { RetainedJobs } from './retained-jobs.ts';
@@ -228,7 +228,7 @@ export class JobIndex {
     now: number,
     sizes: { addedBytes: number; outcomeBytes: number } = NO_SIZES,
   ): number {
-    assert(this.#slotById.get(id) === -1, `job ${id} restored twice`);
+    if (this.#slotById.get(id) !== -1) fail(`job ${id} restored twice`);
     assert(state !== StateCode.none, 'a snapshot is of a live job');
     const slot = this.#allocateSlot(id);
     this.#priorities[slot] = fields.priority;
@@ -257,7 +257,7 @@ export class JobIndex {
     const slot = this.#pending.pop();
     if (slot === -1) return -1;
     // Invariant: the pending heap holds exactly the slots in state pending.
-    assert(this.#states[slot] === StateCode.pending, `heap slot ${slot} in state ${this.#states[slot]}`);
+    if (this.#states[slot] !== StateCode.pending) fail(`heap slot ${slot} in state ${this.#states[slot]}`);
     this.#setState(slot, StateCode.active);
     return slot;
   }
@@ -310,7 +310,7 @@ export class JobIndex {
    * next compaction). Changes nothing else: the copies hold the same bytes.
    */
   relocate(slot: number, location: number, outcomeLocation: number): void {
-    assert(this.#states[slot] !== StateCode.none, `relocating free slot ${slot}`);
+    if (this.#states[slot] === StateCode.none) fail(`relocating free slot ${slot}`);
     this.#locations[slot] = location;
     this.#outcomeLocations[slot] = outcomeLocation;
   }
@@ -555,18 +555,18 @@ export class JobIndex {
       live++;
       recordBytes += this.#addedBytes[slot]! + this.#outcomeBytes[slot]!;
       seen[stateName(state)]++;
-      assert(this.#slotById.get(this.#ids[slot]!) === slot, `slot ${slot} not in the id map`);
-      assert(this.#ids[slot]! < this.#nextId, `job ${this.#ids[slot]} not below nextId ${this.#nextId}`);
+      if (this.#slotById.get(this.#ids[slot]!) !== slot) fail(`slot ${slot} not in the id map`);
+      if (!(this.#ids[slot]! < this.#nextId)) fail(`job ${this.#ids[slot]} not below nextId ${this.#nextId}`);
     }
-    assert(live === this.#slotById.size, `id map holds ${this.#slotById.size} jobs, columns ${live}`);
-    assert(recordBytes === this.#recordBytes, `record bytes: counted ${this.#recordBytes}, found ${recordBytes}`);
+    if (live !== this.#slotById.size) fail(`id map holds ${this.#slotById.size} jobs, columns ${live}`);
+    if (recordBytes !== this.#recordBytes) fail(`record bytes: counted ${this.#recordBytes}, found ${recordBytes}`);
     let snapshotJobs = 0;
     for (let slot = 0; slot < this.#highWater; slot++) {
       const flag = this.#needsSnapshot(slot) ? 1 : 0;
-      assert(this.#snapshotFlags[slot] === flag, `slot ${slot}: snapshot flag ${this.#snapshotFlags[slot]}, should be ${flag}`);
+      if (this.#snapshotFlags[slot] !== flag) fail(`slot ${slot}: snapshot flag ${this.#snapshotFlags[slot]}, should be ${flag}`);
       snapshotJobs += flag;
     }
-    assert(snapshotJobs === this.#snapshotJobs, `snapshot jobs: counted ${this.#snapshotJobs}, found ${snapshotJobs}`);
+    if (snapshotJobs !== this.#snapshotJobs) fail(`snapshot jobs: counted ${this.#snapshotJobs}, found ${snapshotJobs}`);
     const counted = this.counts();
     for (const name of STATE_NAMES) assert(seen[name] === counted[name], `${name}: counted ${counted[name]}, found ${seen[name]}`);
     if (this.#replaying) return;
@@ -578,7 +578,7 @@ export class JobIndex {
     this.#delayed.forEach((slot) => assert(this.#states[slot] === StateCode.delayed, `delayed heap holds slot ${slot}`));
     for (const [key, id] of this.#idByKey) {
       const state = this.#states[this.slotOf(id)];
-      assert(state === StateCode.pending || state === StateCode.delayed || state === StateCode.active, `key ${key} held by a finished job`);
+      if (!(state === StateCode.pending || state === StateCode.delayed || state === StateCode.active)) fail(`key ${key} held by a finished job`);
     }
   }
 }

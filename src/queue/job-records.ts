@@ -22,7 +22,7 @@
 // Evolution: kinds 10-255 are reserved. A new layout gets a new kind (e.g. added2), so an old
 // reader fails loudly on an unknown kind instead of misreading fields, and a new reader keeps
 // reading the old kinds.
-import { assert } from '../engine/assert.ts';
+import { assert, fail } from '../engine/assert.ts';
 import { BackoffType, type BackoffPolicy } from './retry-policy.ts';
 import { writeData, type DataEncoding, type EncodedData, type StoredData } from './job-data.ts';
 
@@ -139,7 +139,7 @@ export interface SnapshotRecord {
 // Field access shared by every kind
 
 export function recordKind(payload: Uint8Array): number {
-  assert(payload.length >= COMMON_HEADER_SIZE, `queue record of ${payload.length} bytes is too short`);
+  if (!(payload.length >= COMMON_HEADER_SIZE)) fail(`queue record of ${payload.length} bytes is too short`);
   return payload[0]!;
 }
 
@@ -161,7 +161,7 @@ export function recordAttempt(payload: Uint8Array): number {
 }
 
 function allocRecord(kind: RecordKind, flags: number, id: number, size: number): Buffer {
-  assert(Number.isSafeInteger(id) && id >= 0 && id <= MAX_JOB_ID, `job id ${id}`);
+  if (!(Number.isSafeInteger(id) && id >= 0 && id <= MAX_JOB_ID)) fail(`job id ${id}`);
   const buffer = Buffer.allocUnsafe(size);
   buffer[0] = kind;
   buffer[1] = flags;
@@ -194,8 +194,8 @@ export function encodeAdded(
 ): Buffer {
   const nameBytes = Buffer.byteLength(name, 'utf8');
   const keyBytes = options.key === '' ? 0 : Buffer.byteLength(options.key, 'utf8');
-  assert(nameBytes >= 1 && nameBytes <= MAX_NAME_BYTES, `name of ${nameBytes} bytes`);
-  assert(keyBytes <= MAX_KEY_BYTES, `key of ${keyBytes} bytes`);
+  if (!(nameBytes >= 1 && nameBytes <= MAX_NAME_BYTES)) fail(`name of ${nameBytes} bytes`);
+  if (!(keyBytes <= MAX_KEY_BYTES)) fail(`key of ${keyBytes} bytes`);
   const backoff = options.backoff;
   const flags = data.encoding | (backoff.type === BackoffType.exponential ? FLAG_EXPONENTIAL : 0);
   const size = ADDED_HEADER_SIZE + nameBytes + keyBytes + data.byteLength;
@@ -236,8 +236,8 @@ export function addedKey(payload: Buffer): string {
 
 export function decodeAdded(payload: Uint8Array): AddedRecord {
   const buffer = asBuffer(payload);
-  assert(buffer[0] === RecordKind.added, `expected an added record, got kind ${buffer[0]}`);
-  assert(buffer.length >= ADDED_HEADER_SIZE, `added record of ${buffer.length} bytes`);
+  if (buffer[0] !== RecordKind.added) fail(`expected an added record, got kind ${buffer[0]}`);
+  if (!(buffer.length >= ADDED_HEADER_SIZE)) fail(`added record of ${buffer.length} bytes`);
   const flags = buffer[1]!;
   const nameBytes = buffer[38]!;
   const keyBytes = buffer.readUInt16LE(40);
@@ -319,7 +319,7 @@ export function completedFinishedAt(payload: Buffer): number {
 
 export function decodeCompleted(payload: Uint8Array): CompletedRecord {
   const buffer = asBuffer(payload);
-  assert(buffer[0] === RecordKind.completed, `expected a completed record, got kind ${buffer[0]}`);
+  if (buffer[0] !== RecordKind.completed) fail(`expected a completed record, got kind ${buffer[0]}`);
   const flags = buffer[1]!;
   return {
     id: buffer.readUIntLE(2, 6),
@@ -411,7 +411,7 @@ export function failedRetryAt(payload: Buffer): number {
 
 export function decodeFailed(payload: Uint8Array): FailedRecord {
   const buffer = asBuffer(payload);
-  assert(buffer[0] === RecordKind.failed, `expected a failed record, got kind ${buffer[0]}`);
+  if (buffer[0] !== RecordKind.failed) fail(`expected a failed record, got kind ${buffer[0]}`);
   const flags = buffer[1]!;
   const nameStart = FAILED_HEADER_SIZE;
   const codeStart = nameStart + buffer[28]!;
@@ -448,7 +448,7 @@ export type SnapshotState = Omit<SnapshotFields, 'added' | 'outcome'>;
  */
 export function encodeSnapshotHeader(target: Buffer, offset: number, id: number, state: SnapshotState, addedLength: number, outcomeLength: number): void {
   assert(state.state !== StateCode.none, 'a snapshot is of a live job');
-  assert(Number.isSafeInteger(id) && id >= 0 && id <= MAX_JOB_ID, `job id ${id}`);
+  if (!(Number.isSafeInteger(id) && id >= 0 && id <= MAX_JOB_ID)) fail(`job id ${id}`);
   target[offset] = RecordKind.snapshot;
   target[offset + 1] = state.state;
   target.writeUIntLE(id, offset + 2, 6);
@@ -471,7 +471,7 @@ export function encodeSnapshot(fields: SnapshotFields): Buffer {
 
 export function decodeSnapshot(payload: Uint8Array): SnapshotRecord {
   const buffer = asBuffer(payload);
-  assert(buffer[0] === RecordKind.snapshot, `expected a snapshot record, got kind ${buffer[0]}`);
+  if (buffer[0] !== RecordKind.snapshot) fail(`expected a snapshot record, got kind ${buffer[0]}`);
   const addedLength = buffer.readUInt32LE(24);
   const outcomeLength = buffer.readUInt32LE(28);
   const addedEnd = SNAPSHOT_HEADER_SIZE + addedLength;
@@ -529,9 +529,9 @@ const KINDS_WITH_ATTEMPT: ReadonlySet<number> = new Set([
  * `attempt` is the record's attempt field (ignored for kinds without one).
  */
 export function assertTransition(kind: RecordKind, from: StateCode, attemptsMade: number, attempt: number): void {
-  assert(ALLOWED_FROM[kind].includes(from), `record kind ${kind} cannot apply to a job in state ${from}`);
+  if (!ALLOWED_FROM[kind].includes(from)) fail(`record kind ${kind} cannot apply to a job in state ${from}`);
   // Invariant: every run of a job is attempt attemptsMade + 1; stalls and releases do not use one up.
   if (KINDS_WITH_ATTEMPT.has(kind)) {
-    assert(attempt === attemptsMade + 1, `record kind ${kind} for attempt ${attempt}, expected ${attemptsMade + 1}`);
+    if (attempt !== attemptsMade + 1) fail(`record kind ${kind} for attempt ${attempt}, expected ${attemptsMade + 1}`);
   }
 }

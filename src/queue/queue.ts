@@ -5,7 +5,7 @@
 // hands running jobs to the Dispatcher, and lets the Compactor rewrite the log. Semantics:
 // docs/queue.md and docs/compaction.md.
 import { EventEmitter } from 'node:events';
-import { assert, verify } from '../engine/assert.ts';
+import { verify, fail } from '../engine/assert.ts';
 import { Log, locationAfter } from '../engine/log.ts';
 import type { Durability } from '../engine/log.ts';
 import { ClosedError, PoisonedError, StalledError } from '../errors.ts';
@@ -410,7 +410,7 @@ export class Queue<J extends JobMap = DefaultJobMap> extends EventEmitter<QueueE
       outcomeLocation === NO_LOCATION ? undefined : outcomeLocation === location ? addedRead : this.#compactor.trackRead(this.#log.read(outcomeLocation)),
     ]);
     const added = decodeAdded(addedPart(addedPayload));
-    assert(added.id === id, `record of job ${added.id} read for job ${id}`);
+    if (added.id !== id) fail(`record of job ${added.id} read for job ${id}`);
     let finishedAt: number | undefined;
     let result: unknown;
     let error: JobError | undefined;

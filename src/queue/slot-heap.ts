@@ -1,7 +1,7 @@
 // A binary min-heap of slot numbers (small non-negative integers) in a growable Int32Array,
 // ordered by a comparison the owner supplies. It holds no per-entry objects: 4 bytes per entry
 // plus growth slack, which matters for a backlog of millions of jobs.
-import { assert, verify } from '../engine/assert.ts';
+import { verify, fail } from '../engine/assert.ts';
 
 export class SlotHeap {
   #slots = new Int32Array(1024);
@@ -23,7 +23,7 @@ export class SlotHeap {
   }
 
   push(slot: number): void {
-    assert(slot >= 0, `slot ${slot}`);
+    if (!(slot >= 0)) fail(`slot ${slot}`);
     if (this.#size === this.#slots.length) this.#grow(this.#size + 1);
     this.#slots[this.#size] = slot;
     this.#siftUp(this.#size);
@@ -63,7 +63,7 @@ export class SlotHeap {
   check(): void {
     for (let index = 1; index < this.#size; index++) {
       const parent = (index - 1) >> 1;
-      assert(!this.#before(this.#slots[index]!, this.#slots[parent]!), `heap order broken at ${index}`);
+      if (this.#before(this.#slots[index]!, this.#slots[parent]!)) fail(`heap order broken at ${index}`);
     }
   }
 
