@@ -82,6 +82,8 @@ export interface RewriteOutput {
    * as corrupt, as its source would have. A wrong checksum never makes bad bytes look good.
    */
   writeCopy(payloadCrc: number, first: Uint8Array, second?: Uint8Array, third?: Uint8Array): number;
+  /** writeCopy() of `source[start, end)`, without making a view of it. */
+  writeCopyRange(payloadCrc: number, source: Buffer, start: number, end: number): number;
   /** True once the buffered bytes reach the output's chunk size. */
   readonly needsFlush: boolean;
   /** Writes the buffered bytes to the output file. */
@@ -556,6 +558,15 @@ export class Log extends EventEmitter<LogEvents> {
           // reader of the output checks it, so a wrongly combined checksum fails loudly there.
           return added(size);
         };
+        const writeCopyRange = (payloadCrc: number, source: Buffer, start: number, end: number): number => {
+          const lsn = nextLsn();
+          const length = end - start;
+          const size = RECORD_HEADER_SIZE + length;
+          reserve(size);
+          source.copy(stage, stageUsed + RECORD_HEADER_SIZE, start, end);
+          encodeRecordHeader(stage, stageUsed, RecordType.data, 0, lsn, 0, length, payloadCrc >>> 0);
+          return added(size);
+        };
         await produce({
           write: async (payload) => {
             const location = writeNow(payload);
@@ -564,6 +575,7 @@ export class Log extends EventEmitter<LogEvents> {
           },
           writeNow,
           writeCopy,
+          writeCopyRange,
           get needsFlush() {
             return pendingBytes >= REWRITE_CHUNK_BYTES;
           },

@@ -430,12 +430,18 @@ class SnapshotWriter {
     const outcomeLocation = capture.outcomeLocations[slot]!;
     if (capture.locations[slot] === location) {
       if (kind !== RecordKind.snapshot) {
+        // The common case, without allocating: a job that never started, copied as it is.
+        if (outcomeLocation === NO_LOCATION && this.#isPlain(slot, chunk.readDoubleLE(start + ADDED_RUN_AT_OFFSET))) {
+          if (this.#stopping()) throw new ClosedError('queue');
+          this.#newLocations[slot] = this.#output!.writeCopyRange(crc, chunk, start, end);
+          this.jobs++;
+          return this.#flushIfFull();
+        }
         const added = { bytes: chunk.subarray(start, end), crc };
         if (outcomeLocation !== NO_LOCATION) {
           this.#hold(id, added);
           return undefined;
         }
-        if (this.#isPlain(slot, chunk.readDoubleLE(start + ADDED_RUN_AT_OFFSET))) return this.#copyPlain(slot, added);
         return this.#emit(slot, added, NO_PART);
       }
       const outcomeLength = chunk.readUInt32LE(start + 28);
@@ -482,7 +488,7 @@ class SnapshotWriter {
     if (job === undefined || job.location !== location) return undefined;
     if (this.#stopping()) throw new ClosedError('queue');
     // Never started: its added record replays to exactly its state.
-    job.newLocation = this.#output!.writeCopy(crc, chunk.subarray(start, end));
+    job.newLocation = this.#output!.writeCopyRange(crc, chunk, start, end);
     this.jobs++;
     return this.#flushIfFull();
   }
@@ -568,7 +574,9 @@ class SnapshotWriter {
         turnStartedAt = performance.now();
       }
       if (states[at] === StateCode.none) continue;
-      const slot = index.slotOf(capture.ids[at]!);
+      // Usually the job still sits in the slot it was captured from (slots are only reused once freed).
+      const id = capture.ids[at]!;
+      const slot = index.id(at) === id && index.state(at) !== StateCode.none ? at : index.slotOf(id);
       if (slot === -1) continue;
       const newLocation = this.#newLocations[at]!;
       if (newLocation === NO_LOCATION) fail(`job ${capture.ids[at]} has no snapshot record`);
