@@ -90,11 +90,32 @@ export interface RewriteOutput {
   flush(): Promise<void>;
 }
 
-/**
- * A record scan() visits: its payload is `chunk[start, end)`, at `location`, with the checksum
- * its header carries.
- */
-export type ScanVisitor = (chunk: Buffer, start: number, end: number, location: number, payloadCrc: number, lsn: number) => void | Promise<void>;
+/** Records scan() visits at once: record i (i < count) has its payload at `chunk[starts[i], ends[i])`. */
+export interface ScanBatch {
+  count: number;
+  chunk: Buffer;
+  readonly starts: Int32Array;
+  readonly ends: Int32Array;
+  readonly locations: Float64Array;
+  /** The checksum each record's header carries for its payload. */
+  readonly payloadCrcs: Float64Array;
+  readonly lsns: Float64Array;
+}
+
+/** Records per scan batch: enough that the per-batch costs vanish, few enough to stay in cache. */
+const SCAN_BATCH_RECORDS = 4096;
+
+function newScanBatch(): ScanBatch {
+  return {
+    count: 0,
+    chunk: Buffer.alloc(0),
+    starts: new Int32Array(SCAN_BATCH_RECORDS),
+    ends: new Int32Array(SCAN_BATCH_RECORDS),
+    locations: new Float64Array(SCAN_BATCH_RECORDS),
+    payloadCrcs: new Float64Array(SCAN_BATCH_RECORDS),
+    lsns: new Float64Array(SCAN_BATCH_RECORDS),
+  };
+}
 
 export interface RewriteResult {
   readonly bytesBefore: number;
@@ -400,22 +421,41 @@ export class Log extends EventEmitter<LogEvents> {
   /**
    * Streams the data records of the sealed segments that rewrite(upToLsn) would replace, in LSN
    * order, in large sequential reads (compaction copies live records this way instead of one
-   * read() per record). The visitor sees each payload as `chunk[start, end)`, valid until it
-   * returns or until the promise it returns settles (the scan waits for it). With
-   * `verifyPayloads: false` payloads are not checked against `payloadCrc` (headers always are):
-   * for a visitor that carries the checksum along with the bytes it keeps (writeCopy).
+   * read() per record), a batch of records per call: record i's payload is
+   * `batch.chunk[batch.starts[i], batch.ends[i])`. The batch and its chunk are valid until the
+   * visitor returns, or until the promise it returns settles (the scan waits for it). With
+   * `verifyPayloads: false` payloads are not checked against `payloadCrcs` (headers always
+   * are): for a visitor that carries the checksum along with the bytes it keeps (writeCopy).
    */
-  async scan(upToLsn: number, visit: ScanVisitor, options: { readonly verifyPayloads?: boolean } = {}): Promise<void> {
+  async scan(upToLsn: number, visit: (batch: ScanBatch) => void | Promise<void>, options: { readonly verifyPayloads?: boolean } = {}): Promise<void> {
     if (this.#status === 'closed') throw new ClosedError();
     await this.#commit.barrier(false); // a roll queued by cut() has run
+    const batch = newScanBatch();
+    const deliver = (): void | Promise<void> => {
+      if (batch.count === 0) return;
+      const visited = visit(batch);
+      if (visited === undefined) {
+        batch.count = 0;
+        return;
+      }
+      return visited.then(() => void (batch.count = 0));
+    };
     for (const segment of [...this.#segments]) {
       if (!segment.sealed || segment.lastLsn > upToLsn) break;
       const file = path.join(this.directory, segment.name);
       const ordinal = segment.ordinal;
       const result = await scanSegmentRaw(segment.handle, segment.sizeBytes, SEGMENT_HEADER_SIZE, (header, chunk, start, offset) => {
         if (header.type !== RecordType.data) return;
-        return visit(chunk, start, start + header.payloadLength, packLocation(ordinal, offset), header.payloadCrc, header.lsn);
-      }, { verifyPayloads: options.verifyPayloads ?? true, buffers: this.#scanBuffers });
+        if (batch.count > 0 && batch.chunk !== chunk) fail('a scan batch spans two buffers'); // beforeReuse delivers first
+        const at = batch.count++;
+        batch.chunk = chunk;
+        batch.starts[at] = start;
+        batch.ends[at] = start + header.payloadLength;
+        batch.locations[at] = packLocation(ordinal, offset);
+        batch.payloadCrcs[at] = header.payloadCrc;
+        batch.lsns[at] = header.lsn;
+        if (batch.count === SCAN_BATCH_RECORDS) return deliver();
+      }, { verifyPayloads: options.verifyPayloads ?? true, buffers: this.#scanBuffers, beforeReuse: deliver });
       // The segment was fully validated at open or written by this process: damage now is new.
       if (result.damage !== undefined) throw new CorruptionError(file, result.endOffset, 'sealed-segment-damage', `${result.damage} during scan`);
     }

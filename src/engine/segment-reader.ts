@@ -64,6 +64,12 @@ export interface ScanOptions {
   readonly verifyPayloads?: boolean;
   /** Where the read buffers come from and go back to (default: fresh ones for this scan). */
   readonly buffers?: BufferPool;
+  /**
+   * Called before the bytes of the records visited so far are overwritten (the next chunk is
+   * moved in) and before the scan returns: a visitor that only notes where records are can act
+   * on them here, in one batch, while they are still in the buffer.
+   */
+  readonly beforeReuse?: () => void | Promise<void>;
 }
 
 /**
@@ -118,8 +124,10 @@ export async function scanSegmentRaw(
     ahead = readFully(handle, spare, Math.min(chunkBytes, fileSize - bufferEnd), bufferEnd, CARRY_BYTES);
   };
 
+  const beforeReuse = options.beforeReuse;
   const ensure = async (needed: number): Promise<void> => {
     if (position + needed <= bufferEnd) return;
+    if (beforeReuse !== undefined) await beforeReuse();
     const carried = bufferEnd - position;
     if (ahead !== undefined) {
       const read = ahead;
@@ -153,28 +161,33 @@ export async function scanSegmentRaw(
     readAhead();
   };
 
+  const done = async (result: ScanResult): Promise<ScanResult> => {
+    if (beforeReuse !== undefined) await beforeReuse();
+    return result;
+  };
+
   try {
     while (position < fileSize) {
-      if (fileSize - position < RECORD_HEADER_SIZE) return { endOffset: position, damage: 'short-header', stopped: false };
+      if (fileSize - position < RECORD_HEADER_SIZE) return await done({ endOffset: position, damage: 'short-header', stopped: false });
       // ensure() only when the chunk is used up: an await per record would cost a microtask turn each.
       if (position + RECORD_HEADER_SIZE > bufferEnd) await ensure(RECORD_HEADER_SIZE);
-      if (bufferEnd - position < RECORD_HEADER_SIZE) return { endOffset: position, damage: 'short-header', stopped: false };
+      if (bufferEnd - position < RECORD_HEADER_SIZE) return await done({ endOffset: position, damage: 'short-header', stopped: false });
       const at = position - bufferStart;
-      if (!decodeRecordHeaderInto(buffer, at, header)) return { endOffset: position, damage: 'header-crc', stopped: false };
+      if (!decodeRecordHeaderInto(buffer, at, header)) return await done({ endOffset: position, damage: 'header-crc', stopped: false });
       const total = RECORD_HEADER_SIZE + header.payloadLength;
-      if (position + total > fileSize) return { endOffset: position, damage: 'payload-past-eof', stopped: false };
+      if (position + total > fileSize) return await done({ endOffset: position, damage: 'payload-past-eof', stopped: false });
       if (position + total > bufferEnd) await ensure(total);
-      if (bufferEnd - position < total) return { endOffset: position, damage: 'payload-past-eof', stopped: false };
+      if (bufferEnd - position < total) return await done({ endOffset: position, damage: 'payload-past-eof', stopped: false });
       const payloadStart = position - bufferStart + RECORD_HEADER_SIZE;
       if (verifyPayloads && crc32Range(buffer, payloadStart, payloadStart + header.payloadLength) !== header.payloadCrc) {
-        return { endOffset: position, damage: 'payload-crc', stopped: false };
+        return await done({ endOffset: position, damage: 'payload-crc', stopped: false });
       }
       let keepGoing = visit(header, buffer, payloadStart, position);
       if (typeof keepGoing === 'object') keepGoing = await keepGoing;
       position += total;
-      if (keepGoing === false) return { endOffset: position, damage: undefined, stopped: true };
+      if (keepGoing === false) return await done({ endOffset: position, damage: undefined, stopped: true });
     }
-    return { endOffset: position, damage: undefined, stopped: false };
+    return await done({ endOffset: position, damage: undefined, stopped: false });
   } finally {
     // The caller may close the handle once we return: let no read of it outlive the scan.
     if (ahead !== undefined) await ahead.catch(() => undefined);

@@ -20,7 +20,7 @@
 import { assert, fail } from '../engine/assert.ts';
 import { crc32, crc32Combine, crc32Range, crc32WithoutPrefix } from '../engine/crc.ts';
 import { locationAfter } from '../engine/log.ts';
-import type { Log, RewriteOutput } from '../engine/log.ts';
+import type { Log, RewriteOutput, ScanBatch } from '../engine/log.ts';
 import { ClosedError, PoisonedError } from '../errors.ts';
 import type { IndexCapture, JobIndex } from './job-index.ts';
 import { NO_LOCATION } from './job-index.ts';
@@ -384,7 +384,7 @@ class SnapshotWriter {
     this.#output = output;
     const leaseBound = this.#live.capture.leaseBound;
     if (leaseBound > 0) await output.write(encodeMeta(leaseBound));
-    await this.#log.scan(cut, (chunk, start, end, location, crc) => this.#visitInTurn(chunk, start, end, location, crc), { verifyPayloads: false });
+    await this.#log.scan(cut, (batch) => this.#visitBatch(batch), { verifyPayloads: false });
     // A job missing here would be lost by the commit: refuse to commit instead.
     if (this.jobs !== this.#live.jobs) await this.#explainMissing();
     if (this.jobs !== this.#live.jobs) fail(`compaction found ${this.jobs} of ${this.#live.jobs} live jobs`);
@@ -406,15 +406,24 @@ class SnapshotWriter {
     for (const job of this.#live.unindexed.values()) if (job.newLocation === NO_LOCATION) await this.#log.read(job.location);
   }
 
-  #visitInTurn(chunk: Buffer, start: number, end: number, location: number, crc: number): Promise<void> | undefined {
-    if (++this.#sinceClock < CLOCK_EVERY_RECORDS) return this.#visit(chunk, start, end, location, crc);
-    this.#sinceClock = 0;
-    if (performance.now() - this.#turnStartedAt < MAX_TURN_MS) return this.#visit(chunk, start, end, location, crc);
-    // The scan keeps the chunk valid until this promise settles.
-    return new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
-      this.#turnStartedAt = performance.now();
-      return this.#visit(chunk, start, end, location, crc);
-    });
+  /**
+   * Visits one batch of scanned records. Returns undefined when it finished without waiting,
+   * so a batch of dead records costs no promise; otherwise continues asynchronously (a full
+   * output buffer, a record read back, or a turn given to the event loop every MAX_TURN_MS).
+   */
+  #visitBatch(batch: ScanBatch, from = 0): Promise<void> | undefined {
+    const { chunk, starts, ends, locations, payloadCrcs } = batch;
+    for (let at = from; at < batch.count; at++) {
+      if ((++this.#sinceClock & (CLOCK_EVERY_RECORDS - 1)) === 0 && performance.now() - this.#turnStartedAt >= MAX_TURN_MS) {
+        return new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
+          this.#turnStartedAt = performance.now();
+          return this.#visitBatch(batch, at);
+        });
+      }
+      const waiting = this.#visit(chunk, starts[at]!, ends[at]!, locations[at]!, payloadCrcs[at]!);
+      if (waiting !== undefined) return waiting.then(() => this.#visitBatch(batch, at + 1));
+    }
+    return undefined;
   }
 
   /** Decides, for one record up to the cut, whether it completes a live job's snapshot. */

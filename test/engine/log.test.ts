@@ -6,7 +6,7 @@ import { readdirSync } from 'node:fs';
 import { crc32 } from '../../src/engine/crc.ts';
 import { Log, locationAfter } from '../../src/engine/log.ts';
 import { SEGMENT_HEADER_SIZE as SEGMENT_HEADER_BYTES } from '../../src/engine/segment-header.ts';
-import type { LogOptions } from '../../src/engine/log.ts';
+import type { LogOptions, RewriteOutput, ScanBatch } from '../../src/engine/log.ts';
 import { ClosedError, PoisonedError, RecordTooLargeError } from '../../src/errors.ts';
 import { CountingFileSystem } from '../support/counting-fs.ts';
 import { flipByte, segmentFiles, truncateAt, fileSize } from '../support/bytes.ts';
@@ -283,13 +283,18 @@ describe('Log', () => {
     const cut = log.cut();
     await log.append(payloadOf(100, 100)); // after the cut: not scanned
     const seen: { id: number; lsn: number; location: number }[] = [];
-    await log.scan(cut, async (chunk, start, end, location, payloadCrc, lsn) => {
-      expect(crc32(chunk.subarray(start, end))).toBe(payloadCrc);
-      const id = chunk.readUInt32LE(start);
+    await log.scan(cut, async (batch) => {
+      const ids: number[] = [];
+      for (let i = 0; i < batch.count; i++) {
+        expect(crc32(batch.chunk.subarray(batch.starts[i], batch.ends[i]))).toBe(batch.payloadCrcs[i]);
+        ids.push(batch.chunk.readUInt32LE(batch.starts[i]!));
+      }
       await new Promise((resolve) => setImmediate(resolve));
-      // The chunk stays valid while the visitor's promise is pending.
-      expect(chunk.readUInt32LE(start)).toBe(id);
-      seen.push({ id, lsn, location });
+      // The batch and its chunk stay valid while the visitor's promise is pending.
+      for (let i = 0; i < batch.count; i++) {
+        expect(batch.chunk.readUInt32LE(batch.starts[i]!)).toBe(ids[i]);
+        seen.push({ id: ids[i]!, lsn: batch.lsns[i]!, location: batch.locations[i]! });
+      }
     });
     expect(seen.map((r) => r.id)).toEqual(Array.from({ length: 100 }, (_, i) => i));
     expect(seen.map((r) => r.lsn)).toEqual(Array.from({ length: 100 }, (_, i) => i + 1));
@@ -328,14 +333,20 @@ describe('Log', () => {
     // A payload byte of record 7, behind the log's back (the page cache serves the log's reads).
     flipByte(source!, SEGMENT_HEADER_BYTES + 7 * (32 + 100) + 32 + 40);
     // A checking scan refuses the damaged record: nothing is rewritten.
-    await expect(log.rewrite(cut, (out) => log.scan(cut, (chunk, start, end) => void out.writeNow(chunk.subarray(start, end))))).rejects.toMatchObject({
+    const copyAll = (out: RewriteOutput, carry: boolean, copies: number[] = []) => (batch: ScanBatch) => {
+      for (let i = 0; i < batch.count; i++) {
+        const payload = batch.chunk.subarray(batch.starts[i], batch.ends[i]);
+        copies.push(carry ? out.writeCopy(batch.payloadCrcs[i]!, payload) : out.writeNow(payload));
+      }
+    };
+    await expect(log.rewrite(cut, (out) => log.scan(cut, copyAll(out, false)))).rejects.toMatchObject({
       code: 'ERR_BLERO_CORRUPT',
       reason: 'sealed-segment-damage',
     });
     expect(segmentFiles(dir)[0]).toBe(source);
     // Copying with the carried checksums commits; the copy of record 7 reads as damaged.
     const copies: number[] = [];
-    await log.rewrite(cut, (out) => log.scan(cut, (chunk, start, end, _location, payloadCrc) => void copies.push(out.writeCopy(payloadCrc, chunk.subarray(start, end))), { verifyPayloads: false }));
+    await log.rewrite(cut, (out) => log.scan(cut, copyAll(out, true, copies), { verifyPayloads: false }));
     expect(copies).toHaveLength(20);
     expect((await log.read(copies[6]!)).readUInt32LE(0)).toBe(6);
     await expect(log.read(copies[7]!)).rejects.toMatchObject({ code: 'ERR_BLERO_CORRUPT', reason: 'payload-crc' });
