@@ -11,10 +11,15 @@
 // - 64 records of 100 B per writev + fdatasync (appending): the ceiling for group commit with
 //   64 writers in flight.
 // - sequential 1 MiB writes, one fdatasync at the end: bandwidth in MB/s (10^6 bytes).
+// And one floor for compaction's latency target: the p99 of 100 B append + fdatasync while
+// another file gets what a compaction gives the disk (1 MiB writes, an fdatasync every 4 MiB,
+// then the file replaced and deleted), against the same loop alone.
 import * as fs from 'node:fs';
 import { join } from 'node:path';
 import type { BenchContext, Row } from './scenario.ts';
+import { formatNumber } from './report.ts';
 import { MB, details, latencyText, measure, nowNs, payloadOf, roundsText, secondsSince } from './scenario.ts';
+import { SampleRecorder } from './stats.ts';
 
 const RECORD_SIZE = 100;
 const BATCH_RECORDS = 64;
@@ -119,11 +124,10 @@ async function batchSync(context: BenchContext): Promise<Row> {
   };
 }
 
-async function sequentialWrite(context: BenchContext): Promise<Row> {
-  const total = context.config.sequentialBytes;
-  context.progress(`disk: sequential write ${total / CHUNK_SIZE} MiB + fdatasync`);
+/** Seconds to write `total` bytes in 1 MiB writes with one fdatasync at the end (after a 16 MiB warm-up). */
+export async function sequentialSeconds(context: BenchContext, total: number, name = 'sequential'): Promise<number> {
   const chunk = payloadOf(CHUNK_SIZE);
-  const seconds = await withFile(context, 'sequential', async (fd) => {
+  return withFile(context, name, async (fd) => {
     // Warm-up: the first writes of a process pay for threadpool start-up and page-cache growth.
     for (let offset = 0; offset < 16 * CHUNK_SIZE; offset += CHUNK_SIZE) await write(fd, chunk, offset);
     await datasync(fd);
@@ -134,6 +138,12 @@ async function sequentialWrite(context: BenchContext): Promise<Row> {
     await datasync(fd);
     return secondsSince(startNs);
   });
+}
+
+async function sequentialWrite(context: BenchContext): Promise<Row> {
+  const total = context.config.sequentialBytes;
+  context.progress(`disk: sequential write ${total / CHUNK_SIZE} MiB + fdatasync`);
+  const seconds = await sequentialSeconds(context, total);
   return {
     section: 'disk',
     key: 'disk.sequential',
@@ -146,12 +156,84 @@ async function sequentialWrite(context: BenchContext): Promise<Row> {
   };
 }
 
-/** The four raw limits, in this order; each scenario on its own file, removed afterwards. */
+/**
+ * p99 of append + fdatasync while compaction-shaped I/O runs beside it, in alternating windows
+ * (writer busy, then as long without), as the compaction latency row measures the queue.
+ */
+async function interference(context: BenchContext): Promise<Row> {
+  const windowsMs = context.config.full ? 5000 : 1500;
+  const fileBytes = 32 * 1024 * 1024;
+  context.progress(`disk: append + fdatasync p99 beside ${fileBytes / CHUNK_SIZE} MiB files written, synced every 4 MiB and deleted`);
+  const directory = await context.scratch('disk-interference');
+  const chunk = payloadOf(CHUNK_SIZE);
+  const record = payloadOf(RECORD_SIZE);
+  const during = new SampleRecorder();
+  const alone = new SampleRecorder();
+  const appendFd = await openFile(join(directory, 'log'));
+  let position = 0;
+  const appendLoop = async (recorder: SampleRecorder, busy: () => boolean): Promise<void> => {
+    while (busy()) {
+      const startNs = nowNs();
+      position += await write(appendFd, record, position);
+      await datasync(appendFd);
+      recorder.record(Number(nowNs() - startNs) / 1e6);
+    }
+  };
+  let writtenBytes = 0;
+  let writingNs = 0n;
+  let files = 0;
+  try {
+    await appendLoop(new SampleRecorder(), ((end: bigint) => () => nowNs() < end)(nowNs() + 200_000_000n)); // warm-up
+    let busyMs = 0;
+    while (busyMs < windowsMs) {
+      const startNs = nowNs();
+      let writing = true;
+      const writer = (async () => {
+        const fd = await openFile(join(directory, `out-${files}`));
+        for (let offset = 0; offset < fileBytes; offset += CHUNK_SIZE) {
+          await write(fd, chunk, offset);
+          if ((offset + CHUNK_SIZE) % (4 * CHUNK_SIZE) === 0) await datasync(fd);
+        }
+        await datasync(fd);
+        await close(fd);
+        // The file it replaces goes, as a compaction's sources do.
+        if (files > 0) await fs.promises.unlink(join(directory, `out-${files - 1}`));
+        files++;
+      })().finally(() => (writing = false));
+      await appendLoop(during, () => writing);
+      await writer;
+      const windowNs = nowNs() - startNs;
+      writingNs += windowNs;
+      writtenBytes += fileBytes;
+      busyMs += Number(windowNs) / 1e6;
+      await appendLoop(alone, ((end: bigint) => () => nowNs() < end)(nowNs() + windowNs));
+    }
+  } finally {
+    await close(appendFd);
+    await context.discard(directory);
+  }
+  const withWriter = during.summary();
+  const without = alone.summary();
+  if (withWriter === undefined || without === undefined) throw new Error('no latency samples');
+  return {
+    section: 'disk',
+    key: 'disk.interference',
+    label: 'p99 append 100 B + fdatasync beside compaction-shaped writes ÷ alone',
+    value: withWriter.p99 / without.p99,
+    unit: '×',
+    detail: `p99 ${withWriter.p99.toFixed(2)} vs ${without.p99.toFixed(2)} ms (p50 ${withWriter.p50.toFixed(2)} vs ${without.p50.toFixed(2)} ms); the writer: ${files} files of ${fileBytes / CHUNK_SIZE} MiB at ${formatNumber(writtenBytes / MB / (Number(writingNs) / 1e9))} MB/s, an fdatasync every 4 MiB, each deleting the one before`,
+    status: 'measured',
+    data: { p99During: withWriter.p99, p99Alone: without.p99, writerMBps: writtenBytes / MB / (Number(writingNs) / 1e9), files },
+  };
+}
+
+/** The raw limits, in this order; each scenario on its own file, removed afterwards. */
 export async function runDiskBaseline(context: BenchContext): Promise<Row[]> {
   return [
     await appendSync(context),
     await overwriteSync(context),
     await batchSync(context),
     await sequentialWrite(context),
+    await interference(context),
   ];
 }

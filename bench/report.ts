@@ -46,6 +46,8 @@ const REFERENCE_NAMES: Readonly<Record<string, string>> = {
   'disk.overwrite-sync': 'disk overwrite+fdatasync',
   'disk.batch-sync': 'disk 64 per fdatasync',
   'disk.sequential': 'disk sequential MB/s',
+  'disk.interference': 'the raw disk beside compaction-shaped writes',
+  'compaction.disk-sequential': 'disk sequential MB/s, measured beside',
   'sqlite.enqueue.1': 'SQLite',
   'sqlite.enqueue.64': 'SQLite',
   'sqlite.enqueue-batch': 'SQLite',

@@ -13,6 +13,7 @@ import * as path from 'node:path';
 import { ClosedError, CorruptionError, PoisonedError, RecordTooLargeError } from '../errors.ts';
 import { assert, verify, fail } from './assert.ts';
 import { BufferPool } from './buffer-pool.ts';
+import { RewritePacer } from './rewrite-pacer.ts';
 import { crc32 } from './crc.ts';
 import { acquireDirectoryLock } from './directory-lock.ts';
 import type { DirectoryLock } from './directory-lock.ts';
@@ -115,6 +116,14 @@ function newScanBatch(): ScanBatch {
     payloadCrcs: new Float64Array(SCAN_BATCH_RECORDS),
     lsns: new Float64Array(SCAN_BATCH_RECORDS),
   };
+}
+
+export interface RewriteOptions {
+  /**
+   * While appends are being synced, the output is written at most this fast (flush() waits);
+   * with no sync in the last BUSY_WINDOW_MS, at full speed (rewrite-pacer.ts). Default: no cap.
+   */
+  readonly maxBytesPerSecond?: number;
 }
 
 export interface RewriteResult {
@@ -471,7 +480,7 @@ export class Log extends EventEmitter<LogEvents> {
    * renamed into place (the commit point) before any source is deleted; open() finishes an
    * interrupted deletion. Appends go on meanwhile.
    */
-  async rewrite(coverEndLsn: number, produce: (output: RewriteOutput) => Promise<void>): Promise<RewriteResult> {
+  async rewrite(coverEndLsn: number, produce: (output: RewriteOutput) => Promise<void>, options: RewriteOptions = {}): Promise<RewriteResult> {
     if (this.#status !== 'open') throw new ClosedError();
     if (this.#rewriting) throw new Error('a rewrite is already running');
     if (!Number.isSafeInteger(coverEndLsn) || coverEndLsn < 0) throw new RangeError(`invalid coverEndLsn ${coverEndLsn}`);
@@ -527,6 +536,7 @@ export class Log extends EventEmitter<LogEvents> {
         pending.push(stage.subarray(0, stageUsed));
         staged.push(stage);
       };
+      const pacer = new RewritePacer(options.maxBytesPerSecond ?? Infinity, this.#commit.syncCount, performance.now());
       const flush = async (): Promise<void> => {
         if (stageUsed > 0) {
           retireStage();
@@ -535,6 +545,8 @@ export class Log extends EventEmitter<LogEvents> {
         }
         await writing;
         if (pendingBytes === 0) return;
+        const wait = pacer.delay(pendingBytes, this.#commit.syncCount, performance.now());
+        if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
         const chunks = pending;
         const stages = staged;
         const at = pendingAt;

@@ -271,7 +271,7 @@ export class Compactor {
       if (!(live.records <= cut)) fail(`${live.records} snapshot records for ${cut} LSNs`);
       const writer = new SnapshotWriter(log, live, () => this.#stopping);
       await this.#readsOfEarlierEpochs();
-      const result = await log.rewrite(cut, (output) => writer.write(cut, output));
+      const result = await log.rewrite(cut, (output) => writer.write(cut, output), { maxBytesPerSecond: this.#policy.maxBytesPerSecond });
       // Unindexed jobs get their index entries when acknowledged: wait, so they are relocated too.
       await Promise.allSettled(live.acknowledgements);
       await writer.relocate(index);

@@ -293,11 +293,30 @@ describe('compaction', () => {
     for (const report of reports) expect(report.bytesBefore).toBeGreaterThanOrEqual(small.minSizeBytes / 2);
     await auto.close();
 
-    const manual = await Queue.open(join(dir, 'manual'), { durability: 'none', segmentSize: 64 * 1024, compaction: false });
-    await churn(manual);
-    expect(manual.stats().compaction.runs).toBe(0);
-    expect(manual.stats().logBytes).toBeGreaterThan(4 * small.minSizeBytes);
-    await manual.close();
+    for (const [name, compaction] of [['manual', false], ['manual-options', { ...small, auto: false }]] as const) {
+      const manual = await Queue.open(join(dir, name), { durability: 'none', segmentSize: 64 * 1024, compaction });
+      await churn(manual);
+      expect(manual.stats().compaction.runs).toBe(0);
+      expect(manual.stats().logBytes).toBeGreaterThan(4 * small.minSizeBytes);
+      await manual.close();
+    }
+  });
+
+  test('writes no faster than maxBytesPerSecond while enqueues are being synced', async ({ dir }) => {
+    // A lower bound on the duration only: a slow machine cannot make this fail.
+    const maxBytesPerSecond = 8 * 1024 * 1024;
+    const queue = await Queue.open(dir, { durability: 'none', compaction: { auto: false, maxBytesPerSecond } });
+    const ids = await queue.enqueueMany(range(1, 3000).map((n) => ({ name: 'job', data: { n, pad: 'r'.repeat(1000) } })));
+    const before = (await stateOf(queue, ids.slice(0, 20))).jobs;
+    let compacting = true;
+    const compaction = queue.compact().finally(() => (compacting = false));
+    while (compacting) await queue.enqueue('job', { n: 0 }, { durability: 'sync' });
+    const report = await compaction;
+    expect(report.bytesAfter).toBeGreaterThan(3 * 1024 * 1024);
+    // The first chunk may go at once (no sync seen yet), and one short burst after it.
+    expect(report.durationMs).toBeGreaterThanOrEqual(((report.bytesAfter - 2 * 1024 * 1024) / maxBytesPerSecond) * 1000);
+    expect((await stateOf(queue, ids.slice(0, 20))).jobs).toEqual(before);
+    await queue.close();
   });
 
   test('close() abandons a running compaction; the queue reopens with the same state and no leftovers', async ({ dir }) => {
@@ -393,6 +412,11 @@ describe('compaction', () => {
     await expect(Queue.open('/q', { fileSystem: disk, compaction: { minSizeBytes: 1.5 } })).rejects.toThrow(RangeError);
     await expect(Queue.open('/q', { fileSystem: disk, compaction: true as unknown as false })).rejects.toThrow(TypeError);
     await expect(Queue.open('/q', { fileSystem: disk, compaction: { deadRatio: '0.5' as unknown as number } })).rejects.toThrow(TypeError);
+    for (const maxBytesPerSecond of [0, -1, Number.NaN]) {
+      await expect(Queue.open('/q', { fileSystem: disk, compaction: { maxBytesPerSecond } })).rejects.toThrow(RangeError);
+    }
+    await expect(Queue.open('/q', { fileSystem: disk, compaction: { maxBytesPerSecond: '1e6' as unknown as number } })).rejects.toThrow(TypeError);
+    await expect(Queue.open('/q', { fileSystem: disk, compaction: { auto: 'no' as unknown as boolean } })).rejects.toThrow(TypeError);
   });
 });
 
