@@ -124,6 +124,27 @@ export interface RewriteOptions {
    * with no sync in the last BUSY_WINDOW_MS, at full speed (rewrite-pacer.ts). Default: no cap.
    */
   readonly maxBytesPerSecond?: number;
+  /** Aborts a paced wait (the rewrite then fails with the signal's reason; nothing is committed). */
+  readonly signal?: AbortSignal;
+}
+
+/** Waits `ms`, or rejects with the signal's reason as soon as it aborts. */
+function pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    if (signal?.aborted) {
+      reject(signal.reason);
+      return;
+    }
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      reject(signal!.reason);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
 }
 
 export interface RewriteResult {
@@ -546,7 +567,7 @@ export class Log extends EventEmitter<LogEvents> {
         await writing;
         if (pendingBytes === 0) return;
         const wait = pacer.delay(pendingBytes, this.#commit.syncCount, performance.now());
-        if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+        if (wait > 0) await pause(wait, options.signal);
         const chunks = pending;
         const stages = staged;
         const at = pendingAt;

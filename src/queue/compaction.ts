@@ -134,6 +134,8 @@ export class Compactor {
   #armedAtBytes = 0;
   #running: Promise<CompactionReport> | undefined;
   #stopping = false;
+  /** Aborts the running compaction's paced waits when the queue closes. */
+  #abort: AbortController | undefined;
   #runs = 0;
   #failures = 0;
   #bytesReclaimed = 0;
@@ -254,6 +256,7 @@ export class Compactor {
   /** Stops a running compaction at its next record (its output is discarded) and waits for it to end. */
   async stop(): Promise<void> {
     this.#stopping = true;
+    this.#abort?.abort(new ClosedError('queue'));
     await this.#running?.catch(() => undefined);
   }
 
@@ -271,7 +274,8 @@ export class Compactor {
       if (!(live.records <= cut)) fail(`${live.records} snapshot records for ${cut} LSNs`);
       const writer = new SnapshotWriter(log, live, () => this.#stopping);
       await this.#readsOfEarlierEpochs();
-      const result = await log.rewrite(cut, (output) => writer.write(cut, output), { maxBytesPerSecond: this.#policy.maxBytesPerSecond });
+      this.#abort = new AbortController();
+      const result = await log.rewrite(cut, (output) => writer.write(cut, output), { maxBytesPerSecond: this.#policy.maxBytesPerSecond, signal: this.#abort.signal });
       // Unindexed jobs get their index entries when acknowledged: wait, so they are relocated too.
       await Promise.allSettled(live.acknowledgements);
       await writer.relocate(index);

@@ -319,6 +319,23 @@ describe('compaction', () => {
     await queue.close();
   });
 
+  test('close() does not wait out a paced compaction', async ({ dir }) => {
+    // At 10 KB/s the output would take minutes: close must abort the pacing, not sit it out.
+    const queue = await Queue.open(dir, { durability: 'none', compaction: { auto: false, maxBytesPerSecond: 10_000 } });
+    const ids = await queue.enqueueMany(range(1, 3000).map((n) => ({ name: 'job', data: { n, pad: 'w'.repeat(1000) } })));
+    const before = (await stateOf(queue, ids.slice(0, 10))).jobs;
+    const compaction = queue.compact();
+    // Synced enqueues make the compaction pace itself.
+    for (let n = 0; n < 20; n++) await queue.enqueue('job', { n }, { durability: 'sync' });
+    expect(queue.stats().compaction.running).toBe(true);
+    await queue.close();
+    await expect(compaction).rejects.toThrow(ClosedError);
+    expect((await readdir(dir)).filter((name) => name.endsWith('.tmp'))).toEqual([]);
+    const reopened = await Queue.open(dir);
+    expect((await stateOf(reopened, ids.slice(0, 10))).jobs).toEqual(before);
+    await reopened.close();
+  });
+
   test('close() abandons a running compaction; the queue reopens with the same state and no leftovers', async ({ dir }) => {
     const queue = await Queue.open(dir, { compaction: false, durability: 'none' });
     const ids = await queue.enqueueMany(range(1, 20_000).map((n) => ({ name: 'job', data: { n, pad: 'q'.repeat(100) } })));
@@ -492,7 +509,9 @@ describe('compaction concurrent with enqueue and processing', () => {
       durability: 'none',
       segmentSize: 128 * 1024,
       removeOnComplete: KEEP_ALL,
-      compaction: { minSizeBytes: 256 * 1024 },
+      // Unpaced: the log only grows here (every job is kept), and fifteen paced compactions of it
+      // would take longer than the test may; pacing has its own tests above.
+      compaction: { minSizeBytes: 256 * 1024, maxBytesPerSecond: Infinity },
     };
     const queue = await Queue.open(dir, options);
     const runs = new Map<number, number>();
