@@ -117,6 +117,8 @@ export class GroupCommit {
   /** Highest LSN known to be on stable storage. Invariant: durableLsn <= writtenLsn. */
   durableLsn: number;
   syncCount = 0;
+  /** fdatasyncs that appends (or sync() callers) were waiting for: rolls' seals not included. */
+  awaitedSyncCount = 0;
   batchCount = 0;
 
   constructor(target: CommitTarget, mode: Durability, maxBatchBytes: number, lastLsn: number) {
@@ -308,6 +310,7 @@ export class GroupCommit {
         const target = this.writtenLsn;
         await this.#target.sync();
         this.syncCount++;
+        this.awaitedSyncCount++;
         this.#advanceDurable(target);
       }
     } catch (error) {

@@ -557,7 +557,7 @@ export class Log extends EventEmitter<LogEvents> {
         pending.push(stage.subarray(0, stageUsed));
         staged.push(stage);
       };
-      const pacer = new RewritePacer(options.maxBytesPerSecond ?? Infinity, this.#commit.syncCount, performance.now());
+      const pacer = new RewritePacer(options.maxBytesPerSecond ?? Infinity, this.#commit.awaitedSyncCount, performance.now());
       const flush = async (): Promise<void> => {
         if (stageUsed > 0) {
           retireStage();
@@ -566,7 +566,7 @@ export class Log extends EventEmitter<LogEvents> {
         }
         await writing;
         if (pendingBytes === 0) return;
-        const wait = pacer.delay(pendingBytes, this.#commit.syncCount, performance.now());
+        const wait = pacer.delay(pendingBytes, this.#commit.awaitedSyncCount, performance.now());
         if (wait > 0) await pause(wait, options.signal);
         const chunks = pending;
         const stages = staged;

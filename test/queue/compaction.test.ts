@@ -319,6 +319,24 @@ describe('compaction', () => {
     await queue.close();
   });
 
+  test('runs at full speed while appends are not synced, even as the log rolls', async ({ dir }) => {
+    // At 10 KB/s a paced compaction of this log would take minutes (the test's timeout fails it):
+    // appends with durability 'none' and the fdatasyncs of segment rolls must not pace it.
+    const queue = await Queue.open(dir, { durability: 'none', segmentSize: 64 * 1024, compaction: { auto: false, maxBytesPerSecond: 10_000 } });
+    await queue.enqueueMany(range(1, 3000).map((n) => ({ name: 'job', data: { n, pad: 'f'.repeat(1000) } })));
+    let compacting = true;
+    const compaction = queue.compact().finally(() => (compacting = false));
+    let appended = 0;
+    while (compacting) {
+      await queue.enqueueMany(range(1, 20).map((n) => ({ name: 'job', data: { n, pad: 'g'.repeat(1000) } })));
+      appended += 20;
+    }
+    const report = await compaction;
+    expect(report.bytesAfter).toBeGreaterThan(3 * 1024 * 1024);
+    expect(queue.counts().pending).toBe(3000 + appended);
+    await queue.close();
+  });
+
   test('close() does not wait out a paced compaction', async ({ dir }) => {
     // At 10 KB/s the output would take minutes: close must abort the pacing, not sit it out.
     const queue = await Queue.open(dir, { durability: 'none', compaction: { auto: false, maxBytesPerSecond: 10_000 } });
