@@ -13,8 +13,9 @@ import * as path from 'node:path';
 import { ClosedError, CorruptionError, PoisonedError, RecordTooLargeError } from '../errors.ts';
 import { assert, verify, fail } from './assert.ts';
 import { BufferPool } from './buffer-pool.ts';
+import { sortInTurns } from './sort-in-turns.ts';
 import { RewritePacer } from './rewrite-pacer.ts';
-import { crc32 } from './crc.ts';
+import { crc32, crc32Range } from './crc.ts';
 import { acquireDirectoryLock } from './directory-lock.ts';
 import type { DirectoryLock } from './directory-lock.ts';
 import type { FileHandle, FileSystem } from './file-system.ts';
@@ -23,7 +24,7 @@ import { GroupCommit } from './group-commit.ts';
 import type { CommitTarget } from './group-commit.ts';
 import { checkDurability, resolveLogOptions } from './log-options.ts';
 import type { Durability, LogOptions, ResolvedLogOptions } from './log-options.ts';
-import { decodeRecordHeader, encodeRecordHeader, MAX_LSN, RECORD_HEADER_SIZE, RecordType } from './record-format.ts';
+import { decodeRecordHeader, decodeRecordHeaderInto, emptyRecordHeader, encodeRecordHeader, MAX_LSN, RECORD_HEADER_SIZE, RecordType } from './record-format.ts';
 import { packLocation, recoverDirectory } from './recovery.ts';
 import type { QuarantineReport, TruncatedTail } from './recovery.ts';
 import { readFully, scanSegmentRaw } from './segment-reader.ts';
@@ -102,6 +103,22 @@ export interface ScanBatch {
   readonly payloadCrcs: Float64Array;
   readonly lsns: Float64Array;
 }
+
+/** Hands a batch to the visitor and empties it once the visitor is done with it. */
+async function deliverBatch(batch: ScanBatch, visit: (batch: ScanBatch) => void | Promise<void>): Promise<void> {
+  if (batch.count === 0) return;
+  await visit(batch);
+  batch.count = 0;
+}
+
+/** Longest the sort in scanAt() holds the event loop between two turns, in ms. */
+const SORT_TURN_MS = 0.25;
+/** scanAt() reads at most this much at once... */
+const SCAN_AT_READ_BYTES = 4 * 1024 * 1024;
+/** ...past the start of its last record, this much more, so that record is usually whole... */
+const SCAN_AT_SLACK_BYTES = 64 * 1024;
+/** ...and starts a new read rather than read through a gap between two records wider than this. */
+const SCAN_AT_GAP_BYTES = 256 * 1024;
 
 /** Records per scan batch: enough that the per-batch costs vanish, few enough to stay in cache. */
 const SCAN_BATCH_RECORDS = 4096;
@@ -489,6 +506,148 @@ export class Log extends EventEmitter<LogEvents> {
       // The segment was fully validated at open or written by this process: damage now is new.
       if (result.damage !== undefined) throw new CorruptionError(file, result.endOffset, 'sealed-segment-damage', `${result.damage} during scan`);
     }
+  }
+
+  /**
+   * scan() restricted to the records at `wanted` (in any order; each a data record in a sealed
+   * segment, which scanAt visits in log order), reading only the byte ranges that hold them: a
+   * compaction whose live records are a small or clustered part of the log skips its dead
+   * stretches instead of reading and decoding them. Headers are checked as in scan(); damage is a
+   * CorruptionError naming the file and the offset of the record that was asked for.
+   */
+  async scanAt(wanted: Float64Array, visit: (batch: ScanBatch) => void | Promise<void>, options: { readonly verifyPayloads?: boolean } = {}): Promise<void> {
+    if (this.#status === 'closed') throw new ClosedError();
+    await this.#commit.barrier(false); // a roll queued by cut() has run
+    const locations = await this.#inLogOrder(wanted);
+    const count = locations.length;
+    const verifyPayloads = options.verifyPayloads ?? true;
+    const batch = newScanBatch();
+    const header = emptyRecordHeader();
+    const pool = this.#scanBuffers;
+    // Two buffers: one range being visited, the next one being read.
+    const buffers = [pool.take(SCAN_AT_READ_BYTES), pool.take(SCAN_AT_READ_BYTES)];
+    /** The byte range holding locations [first, last) of one segment, read into buffers[slot]. */
+    interface Range {
+      readonly segment: Segment;
+      readonly offset: number;
+      readonly last: number;
+      readonly slot: number;
+      readonly read: Promise<number>;
+    }
+    const segmentFor = (location: number): Segment => {
+      const segment = this.#byOrdinal.get(Math.floor(location / LOCATION_SPAN));
+      if (segment === undefined || !segment.sealed) throw new RangeError(`no sealed segment holds location ${location}`);
+      return segment;
+    };
+    /** Starts reading the range that begins at locations[first] into buffers[slot], at least `minBytes` of it. */
+    const startRange = (first: number, slot: number, minBytes: number): Range => {
+      const base = locations[first]!;
+      const segment = segmentFor(base);
+      const offset = base % LOCATION_SPAN;
+      let last = first + 1;
+      let end = offset;
+      // Take the following records while they are in the same segment, within one read, and no
+      // more than a skippable gap after the one before (reading a wide gap costs more than a seek).
+      while (last < count) {
+        const next = locations[last]!;
+        const nextOffset = next % LOCATION_SPAN;
+        if (next - nextOffset !== base - offset || nextOffset - offset >= SCAN_AT_READ_BYTES - SCAN_AT_SLACK_BYTES || nextOffset - end > SCAN_AT_GAP_BYTES) break;
+        end = nextOffset;
+        last++;
+      }
+      const length = Math.min(segment.sizeBytes - offset, Math.max(minBytes, end - offset + SCAN_AT_SLACK_BYTES));
+      if (buffers[slot]!.length < length) {
+        pool.give(buffers[slot]!);
+        buffers[slot] = pool.take(length);
+      }
+      const read = readFully(segment.handle, buffers[slot]!, length, offset);
+      read.catch(() => undefined); // awaited below; not unhandled meanwhile
+      return { segment, offset, last, slot, read };
+    };
+    let index = 0;
+    let range = count > 0 ? startRange(0, 0, 0) : undefined;
+    let ahead: Range | undefined;
+    try {
+      while (range !== undefined) {
+        const got = await range.read;
+        const buffer = buffers[range.slot]!;
+        // Read the next range while this one is visited.
+        ahead = range.last < count ? startRange(range.last, 1 - range.slot, 0) : undefined;
+        const file = path.join(this.directory, range.segment.name);
+        let needBytes = 0;
+        while (index < range.last) {
+          const location = locations[index]!;
+          const offset = location % LOCATION_SPAN;
+          const at = offset - range.offset;
+          if (at + RECORD_HEADER_SIZE > got) {
+            needBytes = RECORD_HEADER_SIZE;
+            break;
+          }
+          if (!decodeRecordHeaderInto(buffer, at, header) || header.type !== RecordType.data) {
+            throw new CorruptionError(file, offset, 'sealed-segment-damage', 'bad record header during a compaction scan');
+          }
+          const start = at + RECORD_HEADER_SIZE;
+          const end = start + header.payloadLength;
+          if (end > got) {
+            needBytes = RECORD_HEADER_SIZE + header.payloadLength;
+            break;
+          }
+          if (verifyPayloads && crc32Range(buffer, start, end) !== header.payloadCrc) {
+            throw new CorruptionError(file, offset, 'sealed-segment-damage', 'payload-crc during a compaction scan');
+          }
+          const slot = batch.count++;
+          batch.chunk = buffer;
+          batch.starts[slot] = start;
+          batch.ends[slot] = end;
+          batch.locations[slot] = location;
+          batch.payloadCrcs[slot] = header.payloadCrc;
+          batch.lsns[slot] = header.lsn;
+          index++;
+          if (batch.count === SCAN_BATCH_RECORDS) await deliverBatch(batch, visit);
+        }
+        await deliverBatch(batch, visit);
+        if (index < range.last) {
+          // A record ran past what was read: read again from it, all of it (the read ahead is of
+          // later records; it is dropped and read again after this one).
+          const offset = locations[index]! % LOCATION_SPAN;
+          if (offset + needBytes > range.segment.sizeBytes) {
+            throw new CorruptionError(file, offset, 'sealed-segment-damage', 'record runs past the end of its segment during a compaction scan');
+          }
+          if (ahead !== undefined) await ahead.read.catch(() => undefined);
+          ahead = startRange(index, 1 - range.slot, needBytes);
+        }
+        range = ahead;
+        ahead = undefined;
+      }
+    } finally {
+      // The caller may close the handles once we return: let no read of them outlive the scan.
+      if (range !== undefined) await range.read.catch(() => undefined);
+      if (ahead !== undefined) await ahead.read.catch(() => undefined);
+      for (const buffer of buffers) pool.give(buffer);
+    }
+  }
+
+  /**
+   * `locations` sorted in log order, as a new array. Not the order of the numbers: a rewrite's
+   * output gets a new segment ordinal, higher than those of the segments after it.
+   */
+  async #inLogOrder(locations: Float64Array): Promise<Float64Array> {
+    const rank = new Map<number, number>();
+    this.#segments.forEach((segment, at) => rank.set(segment.ordinal, at));
+    const keys = new Float64Array(locations.length);
+    for (let at = 0; at < locations.length; at++) {
+      const location = locations[at]!;
+      const segmentRank = rank.get(Math.floor(location / LOCATION_SPAN));
+      if (segmentRank === undefined) throw new RangeError(`no segment holds location ${location}`);
+      keys[at] = segmentRank * LOCATION_SPAN + (location % LOCATION_SPAN);
+    }
+    await sortInTurns(keys, SCAN_AT_READ_BYTES, SORT_TURN_MS);
+    const segments = this.#segments;
+    for (let at = 0; at < keys.length; at++) {
+      const key = keys[at]!;
+      keys[at] = segments[Math.floor(key / LOCATION_SPAN)]!.ordinal * LOCATION_SPAN + (key % LOCATION_SPAN);
+    }
+    return keys;
   }
 
   #segmentAt(ordinal: number): Segment | undefined {

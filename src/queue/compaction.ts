@@ -275,7 +275,7 @@ export class Compactor {
       const writer = new SnapshotWriter(log, live, () => this.#stopping);
       await this.#readsOfEarlierEpochs();
       this.#abort = new AbortController();
-      const result = await log.rewrite(cut, (output) => writer.write(cut, output), { maxBytesPerSecond: this.#policy.maxBytesPerSecond, signal: this.#abort.signal });
+      const result = await log.rewrite(cut, (output) => writer.write(output), { maxBytesPerSecond: this.#policy.maxBytesPerSecond, signal: this.#abort.signal });
       // Unindexed jobs get their index entries when acknowledged: wait, so they are relocated too.
       await Promise.allSettled(live.acknowledgements);
       await writer.relocate(index);
@@ -384,14 +384,31 @@ class SnapshotWriter {
     this.#newLocations = new Float64Array(live.capture.states.length).fill(NO_LOCATION);
   }
 
-  async write(cut: number, output: RewriteOutput): Promise<void> {
+  async write(output: RewriteOutput): Promise<void> {
     this.#output = output;
     const leaseBound = this.#live.capture.leaseBound;
     if (leaseBound > 0) await output.write(encodeMeta(leaseBound));
-    await this.#log.scan(cut, (batch) => this.#visitBatch(batch), { verifyPayloads: false });
+    // Only the records of live jobs are read: the dead stretches of the log are skipped.
+    await this.#log.scanAt(this.#liveLocations(), (batch) => this.#visitBatch(batch), { verifyPayloads: false });
     // A job missing here would be lost by the commit: refuse to commit instead.
     if (this.jobs !== this.#live.jobs) await this.#explainMissing();
     if (this.jobs !== this.#live.jobs) fail(`compaction found ${this.jobs} of ${this.#live.jobs} live jobs`);
+  }
+
+  /** Where every live job's added (or snapshot) and last outcome record is, in no order. */
+  #liveLocations(): Float64Array {
+    const capture = this.#live.capture;
+    const locations = new Float64Array(2 * capture.liveJobs + this.#live.unindexed.size);
+    let count = 0;
+    for (let slot = 0; slot < capture.states.length; slot++) {
+      if (capture.states[slot] === StateCode.none) continue;
+      const location = capture.locations[slot]!;
+      locations[count++] = location;
+      const outcome = capture.outcomeLocations[slot]!;
+      if (outcome !== NO_LOCATION && outcome !== location) locations[count++] = outcome;
+    }
+    for (const job of this.#live.unindexed.values()) locations[count++] = job.location;
+    return locations.subarray(0, count);
   }
 
   /**
