@@ -4,10 +4,12 @@
 //
 // A compaction cuts the log and, in the same tick, copies the index: that copy is exactly the
 // state after the last record before the cut. It then asks the engine to replace every segment
-// up to the cut by one segment holding the id lease and one snapshot record per live job (its
-// state, attempts, stalls and run-at, and its added and last outcome records copied byte for
-// byte from the segments being replaced, read in one sequential scan). Records after the cut are
-// not touched and replay on top of the snapshot as they did on top of the history it replaces.
+// up to the cut by one segment holding the id lease and one record per live job: its added
+// record as it is if it never started, otherwise a snapshot record (its state, attempts, stalls
+// and run-at, and its added and last outcome records). Either way the bytes are copied from the
+// segments being replaced, reading only the ranges that hold live records, and keep the
+// checksums they had. Records after the cut are not touched and replay on top of the output as
+// they did on top of the history it replaces.
 //
 // Promises:
 // - Replaying the output and then the records after the cut rebuilds the state the queue had.
@@ -17,6 +19,8 @@
 //   did not change after the cut are pointed at their copies once the rewrite has committed.
 // - Memory: a copy of the index columns and id table (what the index itself costs) plus
 //   bounded buffers; the log is streamed, never loaded.
+// - While appends are being fsynced, the output is written at most policy.maxBytesPerSecond
+//   (the engine's RewritePacer), so their fdatasyncs do not queue behind it.
 import { assert, fail } from '../engine/assert.ts';
 import { crc32, crc32Combine, crc32Range, crc32WithoutPrefix } from '../engine/crc.ts';
 import { locationAfter } from '../engine/log.ts';
