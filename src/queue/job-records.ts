@@ -447,17 +447,21 @@ export type SnapshotState = Omit<SnapshotFields, 'added' | 'outcome'>;
  * `offset`. Compaction writes them in front of the added and outcome records it copies.
  */
 export function encodeSnapshotHeader(target: Buffer, offset: number, id: number, state: SnapshotState, addedLength: number, outcomeLength: number): void {
-  assert(state.state !== StateCode.none, 'a snapshot is of a live job');
+  if (state.state === StateCode.none) fail('a snapshot is of a live job');
   if (!(Number.isSafeInteger(id) && id >= 0 && id <= MAX_JOB_ID)) fail(`job id ${id}`);
-  target[offset] = RecordKind.snapshot;
-  target[offset + 1] = state.state;
-  target.writeUIntLE(id, offset + 2, 6);
-  target.writeUInt32LE(state.attemptsMade, offset + 8);
-  target.writeUInt16LE(state.stalls, offset + 12);
-  target.writeUInt16LE(0, offset + 14);
-  target.writeDoubleLE(state.runAt, offset + 16);
-  target.writeUInt32LE(addedLength, offset + 24);
-  target.writeUInt32LE(outcomeLength, offset + 28);
+  // DataView stores: compaction writes one header per job that needs a snapshot, and Buffer's
+  // write methods (with their range checks) cost several times the stores.
+  const view = new DataView(target.buffer, target.byteOffset + offset, SNAPSHOT_HEADER_SIZE);
+  view.setUint8(0, RecordKind.snapshot);
+  view.setUint8(1, state.state);
+  view.setUint32(2, id % 0x1_0000_0000, true);
+  view.setUint16(6, Math.floor(id / 0x1_0000_0000), true);
+  view.setUint32(8, state.attemptsMade, true);
+  view.setUint16(12, state.stalls, true);
+  view.setUint16(14, 0, true);
+  view.setFloat64(16, state.runAt, true);
+  view.setUint32(24, addedLength, true);
+  view.setUint32(28, outcomeLength, true);
 }
 
 /** Encodes a snapshot record. */
