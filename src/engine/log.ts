@@ -641,7 +641,7 @@ export class Log extends EventEmitter<LogEvents> {
       if (segmentRank === undefined) throw new RangeError(`no segment holds location ${location}`);
       keys[at] = segmentRank * LOCATION_SPAN + (location % LOCATION_SPAN);
     }
-    await sortInTurns(keys, SCAN_AT_READ_BYTES, SORT_TURN_MS);
+    await sortInTurns(keys, SORT_TURN_MS);
     const segments = this.#segments;
     for (let at = 0; at < keys.length; at++) {
       const key = keys[at]!;
