@@ -27,7 +27,7 @@ import type { Durability, LogOptions, ResolvedLogOptions } from './log-options.t
 import { decodeRecordHeader, decodeRecordHeaderInto, emptyRecordHeader, encodeRecordHeader, MAX_LSN, RECORD_HEADER_SIZE, RecordType } from './record-format.ts';
 import { packLocation, recoverDirectory } from './recovery.ts';
 import type { QuarantineReport, TruncatedTail } from './recovery.ts';
-import { readFully, scanSegmentRaw } from './segment-reader.ts';
+import { readFully } from './segment-reader.ts';
 import { createSegment, createSegmentAside, encodeMarker, encodeSeal, publishSegment, writeAll, writeAllSync } from './segment-writer.ts';
 import { SEGMENT_HEADER_SIZE } from './segment-header.ts';
 
@@ -72,16 +72,12 @@ export interface RewriteOutput {
    */
   write(payload: Uint8Array): Promise<number>;
   /**
-   * write() without a promise per record, for bulk producers: copies the payload into the
-   * output's buffer and returns its location. It never writes to disk: call flush() whenever
-   * needsFlush is true, so memory stays bounded.
-   */
-  writeNow(payload: Uint8Array): number;
-  /**
-   * writeNow() for a payload made of up to three consecutive parts whose CRC-32 the caller
-   * already knows: the checksum the source records carried, combined (crc32Combine), so the
-   * bytes get no checksum pass. Damage in what was copied then stays visible: the record reads
-   * as corrupt, as its source would have. A wrong checksum never makes bad bytes look good.
+   * For bulk producers, without a promise per record: copies into the output's buffer a payload
+   * made of up to three consecutive parts whose CRC-32 the caller already knows (the checksum
+   * the source records carried, combined with crc32Combine), and returns its location. The
+   * bytes get no checksum pass: damage in what was copied stays visible, the record reads as
+   * corrupt as its source would have; a wrong checksum never makes bad bytes look good. It
+   * never writes to disk: call flush() whenever needsFlush is true, so memory stays bounded.
    */
   writeCopy(payloadCrc: number, first: Uint8Array, second?: Uint8Array, third?: Uint8Array): number;
   /** writeCopy() of `source[start, end)`, without making a view of it. */
@@ -92,7 +88,7 @@ export interface RewriteOutput {
   flush(): Promise<void>;
 }
 
-/** Records scan() visits at once: record i (i < count) has its payload at `chunk[starts[i], ends[i])`. */
+/** Records scanAt() visits at once: record i (i < count) has its payload at `chunk[starts[i], ends[i])`. */
 export interface ScanBatch {
   count: number;
   chunk: Buffer;
@@ -225,7 +221,7 @@ export class Log extends EventEmitter<LogEvents> {
   /** Segments in LSN order; the last one is the active segment. */
   readonly #segments: Segment[];
   readonly #byOrdinal = new Map<number, Segment>();
-  /** Read buffers of scan() and staging chunks of rewrite(), kept between compactions. */
+  /** Read buffers of scanAt() and staging chunks of rewrite(), kept between compactions. */
   readonly #scanBuffers = new BufferPool(2);
   readonly #stageBuffers = new BufferPool(4);
   /** Sources of the last rewrite: unlinked, but still readable until the next rewrite or close. */
@@ -466,54 +462,15 @@ export class Log extends EventEmitter<LogEvents> {
   }
 
   /**
-   * Streams the data records of the sealed segments that rewrite(upToLsn) would replace, in LSN
-   * order, in large sequential reads (compaction copies live records this way instead of one
-   * read() per record), a batch of records per call: record i's payload is
-   * `batch.chunk[batch.starts[i], batch.ends[i])`. The batch and its chunk are valid until the
-   * visitor returns, or until the promise it returns settles (the scan waits for it). With
-   * `verifyPayloads: false` payloads are not checked against `payloadCrcs` (headers always
-   * are): for a visitor that carries the checksum along with the bytes it keeps (writeCopy).
-   */
-  async scan(upToLsn: number, visit: (batch: ScanBatch) => void | Promise<void>, options: { readonly verifyPayloads?: boolean } = {}): Promise<void> {
-    if (this.#status === 'closed') throw new ClosedError();
-    await this.#commit.barrier(false); // a roll queued by cut() has run
-    const batch = newScanBatch();
-    const deliver = (): void | Promise<void> => {
-      if (batch.count === 0) return;
-      const visited = visit(batch);
-      if (visited === undefined) {
-        batch.count = 0;
-        return;
-      }
-      return visited.then(() => void (batch.count = 0));
-    };
-    for (const segment of [...this.#segments]) {
-      if (!segment.sealed || segment.lastLsn > upToLsn) break;
-      const file = path.join(this.directory, segment.name);
-      const ordinal = segment.ordinal;
-      const result = await scanSegmentRaw(segment.handle, segment.sizeBytes, SEGMENT_HEADER_SIZE, (header, chunk, start, offset) => {
-        if (header.type !== RecordType.data) return;
-        if (batch.count > 0 && batch.chunk !== chunk) fail('a scan batch spans two buffers'); // beforeReuse delivers first
-        const at = batch.count++;
-        batch.chunk = chunk;
-        batch.starts[at] = start;
-        batch.ends[at] = start + header.payloadLength;
-        batch.locations[at] = packLocation(ordinal, offset);
-        batch.payloadCrcs[at] = header.payloadCrc;
-        batch.lsns[at] = header.lsn;
-        if (batch.count === SCAN_BATCH_RECORDS) return deliver();
-      }, { verifyPayloads: options.verifyPayloads ?? true, buffers: this.#scanBuffers, beforeReuse: deliver });
-      // The segment was fully validated at open or written by this process: damage now is new.
-      if (result.damage !== undefined) throw new CorruptionError(file, result.endOffset, 'sealed-segment-damage', `${result.damage} during scan`);
-    }
-  }
-
-  /**
-   * scan() restricted to the records at `wanted` (in any order; each a data record in a sealed
-   * segment, which scanAt visits in log order), reading only the byte ranges that hold them: a
-   * compaction whose live records are a small or clustered part of the log skips its dead
-   * stretches instead of reading and decoding them. Headers are checked as in scan(); damage is a
-   * CorruptionError naming the file and the offset of the record that was asked for.
+   * Visits the data records at `wanted` (in any order; each in a sealed segment) in log order,
+   * reading only the byte ranges that hold them: a compaction whose live records are a small or
+   * clustered part of the log skips its dead stretches instead of reading and decoding them.
+   * Records come in batches: record i's payload is `batch.chunk[batch.starts[i], batch.ends[i])`,
+   * valid until the visitor returns or the promise it returns settles (the scan waits for it).
+   * Headers are always checked; damage is a CorruptionError naming the file and the offset of
+   * the record asked for. With `verifyPayloads: false` payloads are not checked against
+   * `payloadCrcs`: for a visitor that carries the checksum along with the bytes it keeps
+   * (writeCopy), so damage stays visible where the copy is read.
    */
   async scanAt(wanted: Float64Array, visit: (batch: ScanBatch) => void | Promise<void>, options: { readonly verifyPayloads?: boolean } = {}): Promise<void> {
     if (this.#status === 'closed') throw new ClosedError();
@@ -805,7 +762,6 @@ export class Log extends EventEmitter<LogEvents> {
             if (pendingBytes >= REWRITE_CHUNK_BYTES) await flush();
             return location;
           },
-          writeNow,
           writeCopy,
           writeCopyRange,
           get needsFlush() {

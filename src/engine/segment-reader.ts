@@ -3,7 +3,6 @@
 // reports where the valid prefix ends and what the first bad bytes look like; whether that is
 // a torn tail or corruption is decided by recovery.ts, which knows where the segment sits.
 import type { FileHandle } from './file-system.ts';
-import type { BufferPool } from './buffer-pool.ts';
 import { crc32Range } from './crc.ts';
 import { decodeRecordHeader, decodeRecordHeaderInto, emptyRecordHeader, RECORD_HEADER_SIZE } from './record-format.ts';
 import type { RecordHeader } from './record-format.ts';
@@ -48,29 +47,10 @@ export async function readFully(handle: FileHandle, target: Buffer, length: numb
 }
 
 /**
- * Like RecordVisitor, but the payload is `chunk[payloadStart, payloadStart + header.payloadLength)`
- * of a buffer the scan reuses: no view is made for a record the visitor does not keep.
+ * Records up to this size that straddle two chunks are carried into the next chunk by a copy;
+ * the next chunk is then already being read while the visitor works through this one.
  */
-export type RawRecordVisitor = (header: RecordHeader, chunk: Buffer, payloadStart: number, offset: number) => boolean | void | Promise<boolean | void>;
-
-export interface ScanOptions {
-  /** Bytes read at a time (default 4 MiB). */
-  readonly chunkBytes?: number;
-  /**
-   * Check each payload against its checksum before visiting it (default true). Headers are
-   * always checked. Only a visitor that passes the checksum on with the bytes it keeps (see
-   * crc32Combine) may turn this off: the damage then surfaces where the copy is read.
-   */
-  readonly verifyPayloads?: boolean;
-  /** Where the read buffers come from and go back to (default: fresh ones for this scan). */
-  readonly buffers?: BufferPool;
-  /**
-   * Called before the bytes of the records visited so far are overwritten (the next chunk is
-   * moved in) and before the scan returns: a visitor that only notes where records are can act
-   * on them here, in one batch, while they are still in the buffer.
-   */
-  readonly beforeReuse?: () => void | Promise<void>;
-}
+const CARRY_BYTES = 64 * 1024;
 
 /**
  * Visits valid records from `startOffset` until EOF (`fileSize`), the first damage, or the
@@ -85,33 +65,12 @@ export async function scanSegment(
   visit: RecordVisitor,
   chunkBytes = DEFAULT_SCAN_CHUNK_BYTES,
 ): Promise<ScanResult> {
-  return scanSegmentRaw(handle, fileSize, startOffset, (header, chunk, payloadStart, offset) => visit(header, chunk.subarray(payloadStart, payloadStart + header.payloadLength), offset), { chunkBytes });
-}
-
-/**
- * Records up to this size that straddle two chunks are carried into the next chunk by a copy;
- * the next chunk is then already being read while the visitor works through this one.
- */
-const CARRY_BYTES = 64 * 1024;
-
-/** scanSegment without a view per record, and with the options above. */
-export async function scanSegmentRaw(
-  handle: FileHandle,
-  fileSize: number,
-  startOffset: number,
-  visit: RawRecordVisitor,
-  options: ScanOptions = {},
-): Promise<ScanResult> {
-  const chunkBytes = options.chunkBytes ?? DEFAULT_SCAN_CHUNK_BYTES;
-  const verifyPayloads = options.verifyPayloads ?? true;
   // Two buffers when the file spans several chunks: one being visited, one being read ahead.
   // Each holds CARRY_BYTES of room in front of the chunk for the tail of a straddling record.
   const twoBuffers = fileSize - startOffset > chunkBytes;
   const bufferBytes = twoBuffers ? CARRY_BYTES + chunkBytes : Math.min(chunkBytes, Math.max(fileSize - startOffset, RECORD_HEADER_SIZE));
-  const pool = options.buffers;
-  const allocate = (size: number): Buffer => (pool !== undefined ? pool.take(size) : Buffer.allocUnsafe(size));
-  let buffer = allocate(bufferBytes);
-  let spare = twoBuffers ? allocate(bufferBytes) : undefined;
+  let buffer = Buffer.allocUnsafe(bufferBytes);
+  let spare = twoBuffers ? Buffer.allocUnsafe(bufferBytes) : undefined;
   let bufferStart = startOffset; // file offset of buffer[0] (may lie before startOffset: the carry room)
   let bufferEnd = startOffset; // file offset just past the valid bytes in buffer
   let position = startOffset;
@@ -124,10 +83,8 @@ export async function scanSegmentRaw(
     ahead = readFully(handle, spare, Math.min(chunkBytes, fileSize - bufferEnd), bufferEnd, CARRY_BYTES);
   };
 
-  const beforeReuse = options.beforeReuse;
   const ensure = async (needed: number): Promise<void> => {
     if (position + needed <= bufferEnd) return;
-    if (beforeReuse !== undefined) await beforeReuse();
     const carried = bufferEnd - position;
     if (ahead !== undefined) {
       const read = ahead;
@@ -144,16 +101,11 @@ export async function scanSegmentRaw(
         return;
       }
     }
-    // A record larger than what the chunks hold, or no read ahead: read from the record's start.
+    // A record larger than what the chunks hold, or no read ahead: read from the record's start
+    // (no read is in flight now: ahead was awaited above).
     if (needed > buffer.length) {
-      // A buffer given back while a read into it may be in flight would be reused too early,
-      // but no read is in flight here (ahead was awaited above).
-      pool?.give(buffer);
-      buffer = allocate(Math.max(needed, bufferBytes));
-      if (spare !== undefined) {
-        pool?.give(spare);
-        spare = allocate(buffer.length);
-      }
+      buffer = Buffer.allocUnsafe(Math.max(needed, bufferBytes));
+      if (spare !== undefined) spare = Buffer.allocUnsafe(buffer.length);
     }
     const got = await readFully(handle, buffer, Math.min(buffer.length, fileSize - position), position);
     bufferStart = position;
@@ -161,40 +113,30 @@ export async function scanSegmentRaw(
     readAhead();
   };
 
-  const done = async (result: ScanResult): Promise<ScanResult> => {
-    if (beforeReuse !== undefined) await beforeReuse();
-    return result;
-  };
-
   try {
     while (position < fileSize) {
-      if (fileSize - position < RECORD_HEADER_SIZE) return await done({ endOffset: position, damage: 'short-header', stopped: false });
+      if (fileSize - position < RECORD_HEADER_SIZE) return { endOffset: position, damage: 'short-header', stopped: false };
       // ensure() only when the chunk is used up: an await per record would cost a microtask turn each.
       if (position + RECORD_HEADER_SIZE > bufferEnd) await ensure(RECORD_HEADER_SIZE);
-      if (bufferEnd - position < RECORD_HEADER_SIZE) return await done({ endOffset: position, damage: 'short-header', stopped: false });
+      if (bufferEnd - position < RECORD_HEADER_SIZE) return { endOffset: position, damage: 'short-header', stopped: false };
       const at = position - bufferStart;
-      if (!decodeRecordHeaderInto(buffer, at, header)) return await done({ endOffset: position, damage: 'header-crc', stopped: false });
+      if (!decodeRecordHeaderInto(buffer, at, header)) return { endOffset: position, damage: 'header-crc', stopped: false };
       const total = RECORD_HEADER_SIZE + header.payloadLength;
-      if (position + total > fileSize) return await done({ endOffset: position, damage: 'payload-past-eof', stopped: false });
+      if (position + total > fileSize) return { endOffset: position, damage: 'payload-past-eof', stopped: false };
       if (position + total > bufferEnd) await ensure(total);
-      if (bufferEnd - position < total) return await done({ endOffset: position, damage: 'payload-past-eof', stopped: false });
+      if (bufferEnd - position < total) return { endOffset: position, damage: 'payload-past-eof', stopped: false };
       const payloadStart = position - bufferStart + RECORD_HEADER_SIZE;
-      if (verifyPayloads && crc32Range(buffer, payloadStart, payloadStart + header.payloadLength) !== header.payloadCrc) {
-        return await done({ endOffset: position, damage: 'payload-crc', stopped: false });
-      }
-      let keepGoing = visit(header, buffer, payloadStart, position);
+      const payloadEnd = payloadStart + header.payloadLength;
+      if (crc32Range(buffer, payloadStart, payloadEnd) !== header.payloadCrc) return { endOffset: position, damage: 'payload-crc', stopped: false };
+      let keepGoing = visit(header, buffer.subarray(payloadStart, payloadEnd), position);
       if (typeof keepGoing === 'object') keepGoing = await keepGoing;
       position += total;
-      if (keepGoing === false) return await done({ endOffset: position, damage: undefined, stopped: true });
+      if (keepGoing === false) return { endOffset: position, damage: undefined, stopped: true };
     }
-    return await done({ endOffset: position, damage: undefined, stopped: false });
+    return { endOffset: position, damage: undefined, stopped: false };
   } finally {
     // The caller may close the handle once we return: let no read of it outlive the scan.
     if (ahead !== undefined) await ahead.catch(() => undefined);
-    if (pool !== undefined) {
-      pool.give(buffer);
-      if (spare !== undefined) pool.give(spare);
-    }
   }
 }
 

@@ -9,8 +9,7 @@ import { crc32 } from '../../src/engine/crc.ts';
 import { nodeFileSystem } from '../../src/engine/file-system.ts';
 import { Log } from '../../src/engine/log.ts';
 import { SEGMENT_HEADER_SIZE } from '../../src/engine/segment-header.ts';
-import { scanSegmentRaw } from '../../src/engine/segment-reader.ts';
-import type { ScanOptions } from '../../src/engine/segment-reader.ts';
+import { scanSegment } from '../../src/engine/segment-reader.ts';
 import { fileSize, flipByte, segmentFiles, truncateAt } from '../support/bytes.ts';
 import { test } from '../support/temp-dir.ts';
 
@@ -23,20 +22,20 @@ function payloadOf(i: number, size: number): Buffer {
 }
 
 /** Everything one scan of `file` reports: each record's offset, type, LSN and payload hash (the log's CLOSE marker included), and how it ended. */
-async function scanAll(file: string, options: ScanOptions): Promise<{ records: string[]; endOffset: number; damage: string | undefined }> {
+async function scanAll(file: string, chunkBytes?: number): Promise<{ records: string[]; endOffset: number; damage: string | undefined }> {
   const handle = await nodeFileSystem.open(file, 'read');
   try {
     const records: string[] = [];
-    const result = await scanSegmentRaw(handle, await handle.size(), SEGMENT_HEADER_SIZE, (header, chunk, start, offset) => {
-      records.push(`${offset}:${header.type}:${header.lsn}:${header.payloadLength}:${crc32(chunk.subarray(start, start + header.payloadLength))}`);
-    }, options);
+    const result = await scanSegment(handle, await handle.size(), SEGMENT_HEADER_SIZE, (header, payload, offset) => {
+      records.push(`${offset}:${header.type}:${header.lsn}:${header.payloadLength}:${crc32(payload)}`);
+    }, chunkBytes);
     return { records, endOffset: result.endOffset, damage: result.damage };
   } finally {
     await handle.close();
   }
 }
 
-describe('scanSegmentRaw', () => {
+describe('scanSegment', () => {
   test('visits the same records whatever the chunk size, including records larger than a chunk and than the carry room', async ({ dir }) => {
     // Sizes from empty to 100 KiB: beyond the 64 KiB a straddling record may be carried in.
     const sizes = fc.sample(fc.oneof(fc.integer({ min: 0, max: 300 }), fc.integer({ min: 1000, max: 5000 }), fc.integer({ min: 60_000, max: 100_000 })), { numRuns: 60, seed: 7 });
@@ -44,11 +43,11 @@ describe('scanSegmentRaw', () => {
     for (const [i, size] of sizes.entries()) await log.append(payloadOf(i, size));
     await log.close();
     const [file] = segmentFiles(dir);
-    const whole = await scanAll(file!, { chunkBytes: 64 * 1024 * 1024 });
+    const whole = await scanAll(file!, 64 * 1024 * 1024);
     expect(whole.records).toHaveLength(sizes.length + 1); // and the CLOSE marker
     expect(whole.damage).toBeUndefined();
     for (const chunkBytes of [1, 7, 64, 1000, 4096, 65_536, 70_000, 1 << 20]) {
-      expect(await scanAll(file!, { chunkBytes }), `chunk ${chunkBytes}`).toEqual(whole);
+      expect(await scanAll(file!, chunkBytes), `chunk ${chunkBytes}`).toEqual(whole);
     }
   });
 
@@ -60,14 +59,14 @@ describe('scanSegmentRaw', () => {
     const size = fileSize(file!);
     flipByte(file!, Math.floor(size * 0.6)); // inside some record in the second half
     truncateAt(file!, size - 50); // and a torn tail that is never reached
-    const reference = await scanAll(file!, { chunkBytes: 1 << 24 });
+    const reference = await scanAll(file!, 1 << 24);
     expect(reference.damage).toMatch(/header-crc|payload-crc/);
     for (const chunkBytes of [13, 512, 4096, 30_000]) {
-      expect(await scanAll(file!, { chunkBytes }), `chunk ${chunkBytes}`).toEqual(reference);
+      expect(await scanAll(file!, chunkBytes), `chunk ${chunkBytes}`).toEqual(reference);
     }
   });
 
-  test('checks payloads unless told not to; headers always', async ({ dir }) => {
+  test('stops at a damaged payload and at a damaged header, at the record they belong to', async ({ dir }) => {
     const log = await Log.open(dir);
     for (let i = 0; i < 10; i++) await log.append(payloadOf(i, 100));
     await log.close();
@@ -75,15 +74,15 @@ describe('scanSegmentRaw', () => {
     const recordBytes = 32 + 100; // header + payload
     // A payload byte of the fourth record.
     flipByte(file!, SEGMENT_HEADER_SIZE + 3 * recordBytes + 32 + 50);
-    const checked = await scanAll(file!, {});
-    expect(checked).toMatchObject({ damage: 'payload-crc', endOffset: SEGMENT_HEADER_SIZE + 3 * recordBytes });
-    expect(checked.records).toHaveLength(3);
-    const unchecked = await scanAll(file!, { verifyPayloads: false });
-    expect(unchecked.damage).toBeUndefined();
-    expect(unchecked.records).toHaveLength(11); // and the CLOSE marker
-    // A header byte of the sixth record stops both.
+    const payloadDamage = await scanAll(file!);
+    expect(payloadDamage).toMatchObject({ damage: 'payload-crc', endOffset: SEGMENT_HEADER_SIZE + 3 * recordBytes });
+    expect(payloadDamage.records).toHaveLength(3);
+    // Mended, and a header byte of the sixth record damaged instead.
+    flipByte(file!, SEGMENT_HEADER_SIZE + 3 * recordBytes + 32 + 50);
     flipByte(file!, SEGMENT_HEADER_SIZE + 5 * recordBytes + 9);
-    expect(await scanAll(file!, { verifyPayloads: false })).toMatchObject({ damage: 'header-crc', endOffset: SEGMENT_HEADER_SIZE + 5 * recordBytes });
+    const headerDamage = await scanAll(file!);
+    expect(headerDamage).toMatchObject({ damage: 'header-crc', endOffset: SEGMENT_HEADER_SIZE + 5 * recordBytes });
+    expect(headerDamage.records).toHaveLength(5);
   });
 
   test('lets no read outlive it when the visitor stops early', async ({ dir }) => {
@@ -101,7 +100,7 @@ describe('scanSegmentRaw', () => {
       }
     } };
     let visited = 0;
-    const result = await scanSegmentRaw(counted, await handle.size(), SEGMENT_HEADER_SIZE, () => ++visited < 5, { chunkBytes: 2048 });
+    const result = await scanSegment(counted, await handle.size(), SEGMENT_HEADER_SIZE, () => ++visited < 5, 2048);
     expect(result).toMatchObject({ stopped: true });
     expect(inFlight).toBe(0);
     await handle.close();
