@@ -356,14 +356,15 @@ interface Part {
 const NO_PART: Part = { bytes: EMPTY, crc: 0 };
 
 /**
- * Writes the live state into a rewrite's output: the lease, then one snapshot record per live
- * job, in the order of the job's last record in the log. Finished jobs are thus written in the
- * order their outcomes were appended, which is the retention order replay rebuilds.
+ * Writes the live state into a rewrite's output: the lease, then one record per live job (its
+ * added record as it is if it never started, else a snapshot record), in the order of the
+ * job's last record in the log. Finished jobs are thus written in the order their outcomes were
+ * appended, which is the retention order replay rebuilds.
  *
- * The scan does not check payloads against their checksums; each snapshot's checksum is
- * instead combined from the checksums its parts carried (crc32Combine). Damaged bytes thus stay
- * damaged in the copy, where replay or a read finds them, instead of being blessed by a fresh
- * checksum. Records the compaction drops are not read beyond their (checked) headers.
+ * Only the live jobs' records are read (scanAt), and their payloads are not checked against
+ * their checksums: a copied record keeps the checksum it carried, and a snapshot's is combined
+ * from its parts' (crc32Combine). Damaged bytes thus stay damaged in the copy, where replay or a
+ * read finds them, instead of being blessed by a fresh checksum.
  */
 class SnapshotWriter {
   readonly #log: Log;
@@ -476,7 +477,7 @@ class SnapshotWriter {
     return true;
   }
 
-  /** Decides, for one record up to the cut, whether it completes a live job's snapshot. */
+  /** Decides, for one record of a live job that #copyIfPlain did not take, what to write for it. */
   #visit(batch: ScanBatch, at: number): Promise<void> | undefined {
     // Read from the batch here rather than passed in: locations and checksums above 2^31 would
     // be boxed at every call.
