@@ -14,7 +14,7 @@
 // and new ids above every old one. No temp file may survive a reopen.
 import { describe, expect, it } from 'vitest';
 import { Queue, type QueueOptions } from '../../src/index.ts';
-import { SimFileSystem } from '../support/sim-fs.ts';
+import { injectedEio, SimFileSystem } from '../support/sim-fs.ts';
 import type { CrashOptions } from '../support/sim-fs.ts';
 import { stateOf } from '../queue/queue-fixture.ts';
 
@@ -180,14 +180,13 @@ describe('a crash during compaction', () => {
 describe('an I/O fault during compaction', () => {
   /** The compaction's output is built as `seg-<base>-<generation ≥ 1>.log.tmp`. */
   const isOutput = (file: string): boolean => /-(?!000000)\d{6}\.log\.tmp$/.test(file);
-  const eio = (): Error => Object.assign(new Error('EIO: i/o error (injected)'), { code: 'EIO' });
   const faults: readonly { name: string; inject: (disk: SimFileSystem) => (() => void) | void }[] = [
     { name: 'the disk fills up while the new segment is written', inject: (disk) => disk.failNoSpaceAfter(2000) },
     {
       name: 'fdatasync of the new segment fails',
       inject: (disk) =>
         disk.onOperation((event) => {
-          if (event.op === 'datasync' && isOutput(event.path)) throw eio();
+          if (event.op === 'datasync' && isOutput(event.path)) throw injectedEio(event.path);
         }),
     },
     {
@@ -198,7 +197,7 @@ describe('an I/O fault during compaction', () => {
           if (event.op === 'rename' && isOutput(event.path)) renamed = true;
           else if (event.op === 'syncDirectory' && renamed) {
             renamed = false;
-            throw eio();
+            throw injectedEio(event.path);
           }
         });
       },

@@ -16,7 +16,7 @@
 import { describe, expect, it } from 'vitest';
 import { Log } from '../../src/engine/log.ts';
 import { PoisonedError } from '../../src/errors.ts';
-import { isSimulatedCrash, SimFileSystem } from '../support/sim-fs.ts';
+import { injectedEio, isSimulatedCrash, SimFileSystem } from '../support/sim-fs.ts';
 import type { CrashOptions, SimCounters, SimOperationEvent } from '../support/sim-fs.ts';
 import { LOG_DIR, LogModel, openAndReplay, taggedPayload } from '../support/crash-oracle.ts';
 import type { ModelRewrite, ReplayedRecord } from '../support/crash-oracle.ts';
@@ -25,10 +25,6 @@ const SEGMENT_SIZE = 4096;
 /** Files of the appender (generation 0), as opposed to compaction outputs (generation >= 1). */
 const APPENDER_SEGMENT = /-000000\.log(\.tmp)?$/;
 const OUTPUT_TMP = /-000001\.log\.tmp$/;
-
-function injectedEio(what: string): NodeJS.ErrnoException {
-  return Object.assign(new Error(`EIO: i/o error (injected: ${what})`), { code: 'EIO', errno: -5 });
-}
 
 type CallKind = 'append' | 'sync' | 'rewrite' | 'close';
 
@@ -306,13 +302,9 @@ describe('Log under run-time I/O faults', () => {
     await sweep(total, async (j) => {
       const sim = new SimFileSystem();
       const injected = injectedEio(`operation #${j}`);
-      let failed: SimOperationEvent | undefined;
-      sim.onOperation((event) => {
-        if (event.index !== j) return;
-        failed = event;
-        throw injected;
-      });
+      const failedOperation = sim.failOperation(j, injected);
       const run = await runWorkload(sim);
+      const failed = failedOperation();
       const where = `EIO on operation #${j} of ${total} (${failed?.op} ${failed?.path})`;
       if (run.log === undefined) {
         // A failed open rejects with the I/O error itself; nothing is half-open.

@@ -20,7 +20,7 @@ import { isDeepStrictEqual } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { ErrorCode, PoisonedError, Queue } from '../../src/index.ts';
 import type { Durability, Job } from '../../src/index.ts';
-import { SimFileSystem } from '../support/sim-fs.ts';
+import { injectedEio, SimFileSystem } from '../support/sim-fs.ts';
 import type { SimOperation, SimOperationEvent } from '../support/sim-fs.ts';
 
 const DIR = '/queue';
@@ -202,10 +202,6 @@ async function cleanRun(durability: Durability): Promise<{ disk: SimFileSystem; 
   return { disk, run };
 }
 
-function injectedEio(where: string): NodeJS.ErrnoException {
-  return Object.assign(new Error(`EIO: injected i/o error at ${where}`), { code: 'EIO', errno: -5 });
-}
-
 describe('Queue under run-time I/O faults', () => {
   it('EIO on the k-th fdatasync: error event, PoisonedError for every later enqueue, no retry, nothing lost', async () => {
     const { disk: clean } = await cleanRun('sync');
@@ -276,13 +272,9 @@ describe('Queue under run-time I/O faults', () => {
       const j = positions[at]!;
       const disk = new SimFileSystem();
       const injected = injectedEio(`operation #${j}`);
-      let failed: SimOperationEvent | undefined;
-      disk.onOperation((event) => {
-        if (event.index !== j) return;
-        failed = event;
-        throw injected;
-      });
+      const failedOperation = disk.failOperation(j, injected);
       const run = await runWorkload(disk, 'sync');
+      const failed = failedOperation();
       const context = `EIO on operation #${j} (${failed?.op} ${failed?.path})`;
       if (run.openError !== undefined) {
         expect(run.openError, `${context}: open rejected with`).toBe(injected);

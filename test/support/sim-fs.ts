@@ -116,6 +116,11 @@ function fsError(code: ErrorCode, syscall: string, filePath: string, target?: st
 const SIMULATED_CRASH = Symbol('simulatedCrash');
 
 /** True for the EIO errors a crashed SimFileSystem rejects with (as opposed to injected faults). */
+/** An EIO as Node reports one, marked as injected (`where` says at which operation). */
+export function injectedEio(where: string): NodeJS.ErrnoException {
+  return Object.assign(new Error(`EIO: i/o error (injected: ${where})`), { code: 'EIO', errno: -5 });
+}
+
 export function isSimulatedCrash(error: unknown): boolean {
   return typeof error === 'object' && error !== null && SIMULATED_CRASH in error;
 }
@@ -319,6 +324,20 @@ export class SimFileSystem implements FileSystem {
     return () => {
       this.#hooks = this.#hooks.filter((h) => h !== hook);
     };
+  }
+
+  /**
+   * Makes operation number `index` (counted as SimOperationEvent.index) reject with `error`, and
+   * only that one. Returns what that operation was, once it has been tried.
+   */
+  failOperation(index: number, error: Error): () => SimOperationEvent | undefined {
+    let failed: SimOperationEvent | undefined;
+    this.onOperation((event) => {
+      if (event.index !== index) return;
+      failed = event;
+      throw error;
+    });
+    return () => failed;
   }
 
   /** The next `count` operations run; from the one after on, this instance is crashed and every call rejects. */
