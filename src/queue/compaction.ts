@@ -151,7 +151,7 @@ export class Compactor {
    * Reads of the log by the queue, counted per epoch; the epoch moves on when a compaction has
    * pointed the index at its output. A read of an earlier epoch may be of a segment that
    * compaction replaced, which the engine keeps open only until its next rewrite starts: that
-   * rewrite waits for those reads (see trackRead).
+   * rewrite waits for those reads (see read).
    */
   #readEpoch = 0;
   readonly #readsByEpoch = new Map<number, number>();
@@ -183,12 +183,13 @@ export class Compactor {
   }
 
   /**
-   * Registers a read of the log (by location from the index) and returns it. The engine keeps a
-   * replaced segment readable until its next rewrite starts, so the next compaction waits until
-   * every read that may target one has settled. Reads of the current epoch never do: the index
-   * pointed at live segments when they started.
+   * Reads the record at `location` (from the index) for the queue. Every such read goes through
+   * here: the engine keeps a replaced segment readable until its next rewrite starts, so the
+   * next compaction waits until every read that may target one has settled. Reads of the
+   * current epoch never do: the index pointed at live segments when they started.
    */
-  trackRead<T>(read: Promise<T>): Promise<T> {
+  read(location: number): Promise<Buffer> {
+    const read = this.#host.log.read(location);
     const epoch = this.#readEpoch;
     this.#readsByEpoch.set(epoch, (this.#readsByEpoch.get(epoch) ?? 0) + 1);
     const settled = (): void => {

@@ -1,7 +1,7 @@
 // The in-memory index of every live job: its state, its place in the pending or delayed heap,
 // where its records are in the log, its idempotency key, and the retained completed/failed
 // jobs. It holds no payloads and no per-job objects: each job is a slot in a set of typed-array
-// columns (about 51 bytes) plus 4 bytes in the id→slot table, so a backlog of millions of
+// columns (about 52 bytes) plus 4 bytes in the id→slot table, so a backlog of millions of
 // replayed jobs stays small (docs/queue.md has the measured figure). It does no I/O; the queue decides what
 // to append and then updates the index.
 //

@@ -123,7 +123,7 @@ export class Queue<J extends JobMap = DefaultJobMap> extends EventEmitter<QueueE
       cache: this.#cache,
       events: this as unknown as EventEmitter<QueueEvents<DefaultJobMap>>,
       appended: (payloadBytes) => compactor.noteAppended(payloadBytes),
-      read: (location) => compactor.trackRead(log.read(location)),
+      read: (location) => compactor.read(location),
     });
     log.on('poisoned', (error) => this.#dispatcher.fail(error));
   }
@@ -404,10 +404,10 @@ export class Queue<J extends JobMap = DefaultJobMap> extends EventEmitter<QueueE
     const outcomeLocation = index.outcomeLocation(slot);
     const cached = this.#cache.get(slot);
     // After a compaction both parts may be in one snapshot record: read it once.
-    const addedRead = cached ?? this.#compactor.trackRead(this.#log.read(location));
+    const addedRead = cached ?? this.#compactor.read(location);
     const [addedPayload, outcomePayload] = await Promise.all([
       addedRead,
-      outcomeLocation === NO_LOCATION ? undefined : outcomeLocation === location ? addedRead : this.#compactor.trackRead(this.#log.read(outcomeLocation)),
+      outcomeLocation === NO_LOCATION ? undefined : outcomeLocation === location ? addedRead : this.#compactor.read(outcomeLocation),
     ]);
     const added = decodeAdded(addedPart(addedPayload));
     if (added.id !== id) fail(`record of job ${added.id} read for job ${id}`);
