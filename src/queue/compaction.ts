@@ -31,7 +31,9 @@ import { NO_LOCATION } from './job-index.ts';
 import {
   RecordKind,
   ADDED_RUN_AT_OFFSET,
+  SNAPSHOT_ADDED_LENGTH_OFFSET,
   SNAPSHOT_HEADER_SIZE,
+  SNAPSHOT_OUTCOME_LENGTH_OFFSET,
   StateCode,
   addedPart,
   encodeMeta,
@@ -506,14 +508,14 @@ class SnapshotWriter {
         }
         return this.#emit(slot, added, NO_PART);
       }
-      const outcomeLength = chunk.readUInt32LE(start + 28);
+      const outcomeLength = chunk.readUInt32LE(start + SNAPSHOT_OUTCOME_LENGTH_OFFSET);
       if (outcomeLocation === location || outcomeLength === 0) {
         // Everything after the old snapshot header is wanted: its checksum follows from the record's.
         const rest = chunk.subarray(start + SNAPSHOT_HEADER_SIZE, end);
         const restCrc = crc32WithoutPrefix(crc, crc32Range(chunk, start, start + SNAPSHOT_HEADER_SIZE), rest.length);
         if (outcomeLocation === NO_LOCATION && this.#isPlain(slot, rest.readDoubleLE(ADDED_RUN_AT_OFFSET))) return this.#copyPlain(slot, { bytes: rest, crc: restCrc });
         if (outcomeLocation === location || outcomeLocation === NO_LOCATION) {
-          return this.#emit(slot, { bytes: rest, crc: restCrc }, NO_PART, chunk.readUInt32LE(start + 24), outcomeLength);
+          return this.#emit(slot, { bytes: rest, crc: restCrc }, NO_PART, chunk.readUInt32LE(start + SNAPSHOT_ADDED_LENGTH_OFFSET), outcomeLength);
         }
         this.#hold(id, { bytes: rest, crc: restCrc });
         return undefined;

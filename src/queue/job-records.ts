@@ -57,6 +57,9 @@ const FAILED_HEADER_SIZE = 38;
 export const SNAPSHOT_HEADER_SIZE = 32;
 /** Where an added record keeps its run-at time (f64). */
 export const ADDED_RUN_AT_OFFSET = 12;
+/** Where a snapshot record keeps the lengths of its added and outcome parts (u32 each). */
+export const SNAPSHOT_ADDED_LENGTH_OFFSET = 24;
+export const SNAPSHOT_OUTCOME_LENGTH_OFFSET = 28;
 /** Largest id a record can carry (u48); far beyond what a queue assigns in its life. */
 export const MAX_JOB_ID = 2 ** 48 - 1;
 /** Longest job name, in UTF-8 bytes (its length is a u8). */
@@ -460,8 +463,8 @@ export function encodeSnapshotHeader(target: Buffer, offset: number, id: number,
   view.setUint16(12, state.stalls, true);
   view.setUint16(14, 0, true);
   view.setFloat64(16, state.runAt, true);
-  view.setUint32(24, addedLength, true);
-  view.setUint32(28, outcomeLength, true);
+  view.setUint32(SNAPSHOT_ADDED_LENGTH_OFFSET, addedLength, true);
+  view.setUint32(SNAPSHOT_OUTCOME_LENGTH_OFFSET, outcomeLength, true);
 }
 
 /** Encodes a snapshot record. */
@@ -476,8 +479,8 @@ export function encodeSnapshot(fields: SnapshotFields): Buffer {
 export function decodeSnapshot(payload: Uint8Array): SnapshotRecord {
   const buffer = asBuffer(payload);
   if (buffer[0] !== RecordKind.snapshot) fail(`expected a snapshot record, got kind ${buffer[0]}`);
-  const addedLength = buffer.readUInt32LE(24);
-  const outcomeLength = buffer.readUInt32LE(28);
+  const addedLength = buffer.readUInt32LE(SNAPSHOT_ADDED_LENGTH_OFFSET);
+  const outcomeLength = buffer.readUInt32LE(SNAPSHOT_OUTCOME_LENGTH_OFFSET);
   const addedEnd = SNAPSHOT_HEADER_SIZE + addedLength;
   assert(addedEnd + outcomeLength <= buffer.length, 'snapshot parts overrun the record');
   return {
