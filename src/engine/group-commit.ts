@@ -14,6 +14,7 @@
 //   5. Any failed write or sync poisons the committer: every queued and later append rejects.
 // Items are written strictly in order, so appends resolve in LSN order, and a header never
 // claims more durability than a completed fdatasync gave.
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { PoisonedError } from '../errors.ts';
 import { assert } from './assert.ts';
 import type { Durability } from './log-options.ts';
@@ -269,7 +270,7 @@ export class GroupCommit {
     batch.written?.resolve();
     if (syncNext) this.#waitDurable(lastLsn, batch.durable);
     if (wroteNow && performance.now() - this.#lastYieldMs > MAX_WRITER_TURN_MS) {
-      await new Promise<void>((resolve) => setImmediate(resolve));
+      await nextTurn();
       this.#lastYieldMs = performance.now();
     }
   }

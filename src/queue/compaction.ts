@@ -21,6 +21,7 @@
 //   bounded buffers; the log is streamed, never loaded.
 // - While appends are being fsynced, the output is written at most policy.maxBytesPerSecond
 //   (the engine's RewritePacer), so their fdatasyncs do not queue behind it.
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { assert, fail } from '../engine/assert.ts';
 import { crc32, crc32Combine, crc32Range, crc32WithoutPrefix } from '../engine/crc.ts';
 import { locationAfter } from '../engine/log.ts';
@@ -446,7 +447,7 @@ class SnapshotWriter {
   #visitBatch(batch: ScanBatch, from = 0): Promise<void> | undefined {
     for (let at = from; at < batch.count; at++) {
       if ((++this.#sinceClock & (CLOCK_EVERY_RECORDS - 1)) === 0 && performance.now() - this.#turnStartedAt >= MAX_TURN_MS) {
-        return new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
+        return nextTurn().then(() => {
           this.#turnStartedAt = performance.now();
           return this.#visitBatch(batch, at);
         });
@@ -644,7 +645,7 @@ class SnapshotWriter {
     let turnStartedAt = performance.now();
     for (let at = 0; at < states.length; at++) {
       if ((at & 1023) === 1023 && performance.now() - turnStartedAt >= MAX_TURN_MS) {
-        await new Promise<void>((resolve) => setImmediate(resolve));
+        await nextTurn();
         turnStartedAt = performance.now();
       }
       if (states[at] === StateCode.none) continue;
