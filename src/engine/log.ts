@@ -9,6 +9,7 @@
 // - After any failed write or sync every later append rejects (PoisonedError); reopen recovers.
 // - LSNs are dense from 1 in appender segments and never reused once a record was written.
 import { EventEmitter } from 'node:events';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import * as path from 'node:path';
 import { ClosedError, CorruptionError, PoisonedError, RecordTooLargeError } from '../errors.ts';
 import { assert, verify, fail } from './assert.ts';
@@ -24,8 +25,23 @@ import { GroupCommit } from './group-commit.ts';
 import type { CommitTarget } from './group-commit.ts';
 import { checkDurability, resolveLogOptions } from './log-options.ts';
 import type { Durability, LogOptions, ResolvedLogOptions } from './log-options.ts';
-import { decodeRecordHeader, decodeRecordHeaderInto, emptyRecordHeader, encodeRecordHeader, MAX_LSN, RECORD_HEADER_SIZE, RecordType } from './record-format.ts';
-import { packLocation, recoverDirectory } from './recovery.ts';
+import {
+  decodeRecordHeader,
+  decodeRecordHeaderInto,
+  emptyRecordHeader,
+  encodeRecordHeader,
+  MAX_LSN,
+  RECORD_FLAGS_OFFSET,
+  RECORD_HEADER_SIZE,
+  RECORD_LENGTH_OFFSET,
+  RECORD_LSN_OFFSET,
+  RecordFlag,
+  RecordType,
+  readU32,
+  readU64,
+} from './record-format.ts';
+import { LOCATION_SPAN, packLocation, recoverDirectory } from './recovery.ts';
+import type { CopyMap } from './copy-map.ts';
 import type { QuarantineReport, TruncatedTail } from './recovery.ts';
 import { readFully } from './segment-reader.ts';
 import { createSegment, createSegmentAside, encodeMarker, encodeSeal, publishSegment, writeAll, writeAllSync } from './segment-writer.ts';
@@ -65,12 +81,18 @@ export interface LogStats {
   readonly batches: number;
 }
 
+/**
+ * What a rewrite's producer writes into. Every record carries an LSN inside the range it
+ * replaces, strictly increasing (write order is replay order); write() and writeCopy() take the
+ * one after the last record written unless given one. The output must not end inside an
+ * atomic group (copyRecords() may copy a group's first members without its last).
+ */
 export interface RewriteOutput {
   /**
    * Adds one record to the output; resolves with its location (valid once rewrite() resolves).
    * The payload is copied before write() returns, so the caller may reuse its buffer at once.
    */
-  write(payload: Uint8Array): Promise<number>;
+  write(payload: Uint8Array, lsn?: number): Promise<number>;
   /**
    * For bulk producers, without a promise per record: copies into the output's buffer a payload
    * made of up to three consecutive parts whose CRC-32 the caller already knows (the checksum
@@ -80,8 +102,18 @@ export interface RewriteOutput {
    * never writes to disk: call flush() whenever needsFlush is true, so memory stays bounded.
    */
   writeCopy(payloadCrc: number, first: Uint8Array, second?: Uint8Array, third?: Uint8Array): number;
-  /** writeCopy() of `source[start, end)`, without making a view of it. */
-  writeCopyRange(payloadCrc: number, source: Buffer, start: number, end: number): number;
+  /** writeCopy() of a record with the given LSN. */
+  writeCopyAt(lsn: number, payloadCrc: number, first: Uint8Array, second?: Uint8Array, third?: Uint8Array): number;
+  /**
+   * Copies `count` whole records (headers and payloads, as scanAt() found them) from
+   * `source[start, end)` into the output as they are, header bytes included: their LSNs,
+   * checksums and flags do not change, so a run of them costs one copy, however many records
+   * it holds. `lastRecordAt` is where the last one's header starts. Returns the location of the
+   * first; the others keep their distances from it. Like writeCopy(), it never writes to disk.
+   */
+  copyRecords(source: Buffer, start: number, end: number, count: number, lastRecordAt: number): number;
+  /** The location the next record written will get. */
+  readonly nextLocation: number;
   /** True once the buffered bytes reach the output's chunk size. */
   readonly needsFlush: boolean;
   /** Writes the buffered bytes to the output file. */
@@ -115,6 +147,17 @@ const SCAN_AT_READ_BYTES = 4 * 1024 * 1024;
 const SCAN_AT_SLACK_BYTES = 64 * 1024;
 /** ...and starts a new read rather than read through a gap between two records wider than this. */
 const SCAN_AT_GAP_BYTES = 256 * 1024;
+
+/** scanAt() copies at most this much in one run, so one copy does not hold the event loop long. */
+const COPY_RUN_BYTES = 1024 * 1024;
+
+/** What scanAt() copies as it is instead of visiting (see scanAt). */
+export interface ScanCopy {
+  readonly locations: Float64Array;
+  readonly into: RewriteOutput;
+  /** Filled with where each run went. */
+  readonly map: CopyMap;
+}
 
 /** Records per scan batch: enough that the per-batch costs vanish, few enough to stay in cache. */
 const SCAN_BATCH_RECORDS = 4096;
@@ -186,7 +229,6 @@ interface Segment {
   sealed: boolean;
 }
 
-const LOCATION_SPAN = 0x1_0000_0000;
 const REWRITE_CHUNK_BYTES = 1024 * 1024;
 const REWRITE_SYNC_BYTES = 4 * 1024 * 1024;
 const READ_AHEAD_BYTES = 4096;
@@ -471,13 +513,30 @@ export class Log extends EventEmitter<LogEvents> {
    * the record asked for. With `verifyPayloads: false` payloads are not checked against
    * `payloadCrcs`: for a visitor that carries the checksum along with the bytes it keeps
    * (writeCopy), so damage stays visible where the copy is read.
+   *
+   * With `copy`, the records at `copy.locations` are not visited but copied as they are into
+   * `copy.into` (copyRecords), in the same log order as the visited ones (the visitor has written
+   * everything before a copied record when it is copied), a run of adjacent ones at a time; the
+   * map tells where each went. Their bytes are not decoded one by one: a record's length is taken
+   * from its header and proven by the next record of its run starting right where it ends, and
+   * the last record of every run has its header checked. Their checksums go with them, so the
+   * output's readers check them as they would have checked the source. Resolves with the number
+   * of records copied.
    */
-  async scanAt(wanted: Float64Array, visit: (batch: ScanBatch) => void | Promise<void>, options: { readonly verifyPayloads?: boolean } = {}): Promise<void> {
+  async scanAt(
+    wanted: Float64Array,
+    visit: (batch: ScanBatch) => void | Promise<void>,
+    options: { readonly verifyPayloads?: boolean; readonly copy?: ScanCopy; readonly signal?: AbortSignal | undefined } = {},
+  ): Promise<number> {
     if (this.#status === 'closed') throw new ClosedError();
-    await this.#commit.barrier(false); // a roll queued by cut() has run
-    const locations = await this.#inLogOrder(wanted);
+    const copy = options.copy;
+    // Sorted while a roll queued by cut() may still be syncing: it adds a segment after the
+    // ones these locations are in, which changes none of their ranks.
+    const { locations, copied: isCopy } = await this.#inLogOrder(wanted, copy?.locations);
+    await this.#commit.barrier(false); // that roll has run: every segment read here is sealed
     const count = locations.length;
     const verifyPayloads = options.verifyPayloads ?? true;
+    const signal = options.signal;
     const batch = newScanBatch();
     const header = emptyRecordHeader();
     const pool = this.#scanBuffers;
@@ -521,16 +580,39 @@ export class Log extends EventEmitter<LogEvents> {
       read.catch(() => undefined); // awaited below; not unhandled meanwhile
       return { segment, offset, last, slot, read };
     };
+    // The run of adjacent records to copy being gathered: buffer[runStart, runEnd), the last
+    // record's header at runLast. While a run is open the batch is empty, and the other way round.
+    let runCount = 0;
+    let runStart = 0;
+    let runEnd = 0;
+    let runLast = 0;
+    let copiedRecords = 0;
+    let turnStartedAt = performance.now();
     let index = 0;
     let range = count > 0 ? startRange(0, 0, 0) : undefined;
     let ahead: Range | undefined;
     try {
       while (range !== undefined) {
+        signal?.throwIfAborted();
         const got = await range.read;
         const buffer = buffers[range.slot]!;
         // Read the next range while this one is visited.
         ahead = range.last < count ? startRange(range.last, 1 - range.slot, 0) : undefined;
         const file = path.join(this.directory, range.segment.name);
+        const rangeLocation = locations[index]! - (locations[index]! % LOCATION_SPAN) + range.offset;
+        /** Copies the open run into the output (after checking its last header) and maps it. */
+        const endRun = async (): Promise<void> => {
+          if (runCount === 0) return;
+          signal?.throwIfAborted();
+          if (!decodeRecordHeaderInto(buffer, runLast, header) || header.type !== RecordType.data || runLast + RECORD_HEADER_SIZE + header.payloadLength !== runEnd) {
+            throw new CorruptionError(file, range!.offset + runLast, 'sealed-segment-damage', 'bad record header during a compaction scan');
+          }
+          const to = copy!.into.copyRecords(buffer, runStart, runEnd, runCount, runLast);
+          copy!.map.add(rangeLocation + runStart, to, runEnd - runStart, runCount);
+          copiedRecords += runCount;
+          runCount = 0;
+          if (copy!.into.needsFlush) await copy!.into.flush();
+        };
         let needBytes = 0;
         while (index < range.last) {
           const location = locations[index]!;
@@ -540,6 +622,29 @@ export class Log extends EventEmitter<LogEvents> {
             needBytes = RECORD_HEADER_SIZE;
             break;
           }
+          if (isCopy !== undefined && isCopy[index] === 1) {
+            const end = at + RECORD_HEADER_SIZE + readU32(buffer, at + RECORD_LENGTH_OFFSET);
+            if (end > got) {
+              needBytes = end - at;
+              break;
+            }
+            if (runCount === 0 || at !== runEnd || runEnd - runStart >= COPY_RUN_BYTES) {
+              if (runCount > 0) await endRun();
+              // Records visited before this one are written before it.
+              if (batch.count > 0) await deliverBatch(batch, visit);
+              if (performance.now() - turnStartedAt >= SORT_TURN_MS) {
+                await nextTurn();
+                turnStartedAt = performance.now();
+              }
+              runStart = at;
+            }
+            runEnd = end;
+            runLast = at;
+            runCount++;
+            index++;
+            continue;
+          }
+          if (runCount > 0) await endRun();
           if (!decodeRecordHeaderInto(buffer, at, header) || header.type !== RecordType.data) {
             throw new CorruptionError(file, offset, 'sealed-segment-damage', 'bad record header during a compaction scan');
           }
@@ -562,7 +667,9 @@ export class Log extends EventEmitter<LogEvents> {
           index++;
           if (batch.count === SCAN_BATCH_RECORDS) await deliverBatch(batch, visit);
         }
+        await endRun();
         await deliverBatch(batch, visit);
+        turnStartedAt = performance.now();
         if (index < range.last) {
           // A record ran past what was read: read again from it, all of it (the read ahead is of
           // later records; it is dropped and read again after this one).
@@ -582,29 +689,58 @@ export class Log extends EventEmitter<LogEvents> {
       if (ahead !== undefined) await ahead.read.catch(() => undefined);
       for (const buffer of buffers) pool.give(buffer);
     }
+    return copiedRecords;
   }
 
   /**
-   * `locations` sorted in log order, as a new array. Not the order of the numbers: a rewrite's
-   * output gets a new segment ordinal, higher than those of the segments after it.
+   * `locations` and `copies` sorted in log order, merged into one array, with a flag per entry
+   * telling the copies (undefined when there are none). Not the order of the numbers: a
+   * rewrite's output gets a new segment ordinal, higher than those of the segments after it.
    */
-  async #inLogOrder(locations: Float64Array): Promise<Float64Array> {
+  async #inLogOrder(locations: Float64Array, copies?: Float64Array): Promise<{ locations: Float64Array; copied: Uint8Array | undefined }> {
     const rank = new Map<number, number>();
     this.#segments.forEach((segment, at) => rank.set(segment.ordinal, at));
-    const keys = new Float64Array(locations.length);
-    for (let at = 0; at < locations.length; at++) {
-      const location = locations[at]!;
-      const segmentRank = rank.get(Math.floor(location / LOCATION_SPAN));
-      if (segmentRank === undefined) throw new RangeError(`no segment holds location ${location}`);
-      keys[at] = segmentRank * LOCATION_SPAN + (location % LOCATION_SPAN);
-    }
-    await sortInTurns(keys, SORT_TURN_MS);
+    const ranked = async (from: Float64Array): Promise<Float64Array> => {
+      const keys = new Float64Array(from.length);
+      let lastOrdinal = -1;
+      let lastRank = 0;
+      for (let at = 0; at < from.length; at++) {
+        const location = from[at]!;
+        const ordinal = Math.floor(location / LOCATION_SPAN);
+        if (ordinal !== lastOrdinal) {
+          const segmentRank = rank.get(ordinal);
+          if (segmentRank === undefined) throw new RangeError(`no segment holds location ${location}`);
+          lastOrdinal = ordinal;
+          lastRank = segmentRank;
+        }
+        keys[at] = location + (lastRank - ordinal) * LOCATION_SPAN;
+      }
+      return sortInTurns(keys, SORT_TURN_MS);
+    };
+    const visited = await ranked(locations);
+    const copied = copies === undefined || copies.length === 0 ? undefined : await ranked(copies);
     const segments = this.#segments;
-    for (let at = 0; at < keys.length; at++) {
-      const key = keys[at]!;
-      keys[at] = segments[Math.floor(key / LOCATION_SPAN)]!.ordinal * LOCATION_SPAN + (key % LOCATION_SPAN);
+    const unrank = (key: number): number => {
+      const segmentRank = Math.floor(key / LOCATION_SPAN);
+      return key + (segments[segmentRank]!.ordinal - segmentRank) * LOCATION_SPAN;
+    };
+    if (copied === undefined) {
+      for (let at = 0; at < visited.length; at++) visited[at] = unrank(visited[at]!);
+      return { locations: visited, copied: undefined };
     }
-    return keys;
+    const merged = new Float64Array(visited.length + copied.length);
+    const flags = new Uint8Array(merged.length);
+    let v = 0;
+    let c = 0;
+    for (let at = 0; at < merged.length; at++) {
+      if (c < copied.length && (v === visited.length || copied[c]! < visited[v]!)) {
+        merged[at] = unrank(copied[c++]!);
+        flags[at] = 1;
+      } else {
+        merged[at] = unrank(visited[v++]!);
+      }
+    }
+    return { locations: merged, copied: flags };
   }
 
   #segmentAt(ordinal: number): Segment | undefined {
@@ -617,7 +753,7 @@ export class Log extends EventEmitter<LogEvents> {
    * renamed into place (the commit point) before any source is deleted; open() finishes an
    * interrupted deletion. Appends go on meanwhile.
    */
-  async rewrite(coverEndLsn: number, produce: (output: RewriteOutput) => Promise<void>, options: RewriteOptions = {}): Promise<RewriteResult> {
+  async rewrite(coverEndLsn: number, produce: (output: RewriteOutput) => Promise<unknown>, options: RewriteOptions = {}): Promise<RewriteResult> {
     if (this.#status !== 'open') throw new ClosedError();
     if (this.#rewriting) throw new Error('a rewrite is already running');
     if (!Number.isSafeInteger(coverEndLsn) || coverEndLsn < 0) throw new RangeError(`invalid coverEndLsn ${coverEndLsn}`);
@@ -706,31 +842,36 @@ export class Log extends EventEmitter<LogEvents> {
         stage = newStage(size);
         stageUsed = 0;
       };
-      const nextLsn = (): number => {
-        const lsn = baseLsn + records;
-        if (lsn > coverEndLsn) throw new RangeError('the rewrite holds more records than the LSN range it replaces');
-        return lsn;
+      /** LSN and flags of the last record in the output: the next must be above, and the last may not continue a group. */
+      let lastLsn = baseLsn - 1;
+      let lastFlags = 0;
+      const useLsn = (lsn: number): void => {
+        if (!(lsn > lastLsn && lsn <= coverEndLsn)) {
+          throw new RangeError(`rewrite record LSN ${lsn}: must be above ${lastLsn} and at most ${coverEndLsn}`);
+        }
+        lastLsn = lsn;
+        lastFlags = 0;
       };
-      const added = (size: number): number => {
+      const added = (size: number, count: number): number => {
         const location = packLocation(ordinal, offset);
         stageUsed += size;
         pendingBytes += size;
         offset += size;
-        records++;
+        records += count;
         return location;
       };
       try {
-        const writeNow = (payload: Uint8Array): number => {
+        const writeNow = (payload: Uint8Array, lsn: number): number => {
           if (!(payload instanceof Uint8Array)) throw new TypeError('payload must be a Uint8Array');
-          const lsn = nextLsn();
+          useLsn(lsn);
           const size = RECORD_HEADER_SIZE + payload.length;
           reserve(size);
           encodeRecordHeader(stage, stageUsed, RecordType.data, 0, lsn, 0, payload.length, crc32(payload));
           stage.set(payload, stageUsed + RECORD_HEADER_SIZE);
-          return added(size);
+          return added(size, 1);
         };
-        const writeCopy = (payloadCrc: number, first: Uint8Array, second?: Uint8Array, third?: Uint8Array): number => {
-          const lsn = nextLsn();
+        const writeCopyAt = (lsn: number, payloadCrc: number, first: Uint8Array, second?: Uint8Array, third?: Uint8Array): number => {
+          useLsn(lsn);
           const length = first.length + (second?.length ?? 0) + (third?.length ?? 0);
           const size = RECORD_HEADER_SIZE + length;
           reserve(size);
@@ -745,30 +886,42 @@ export class Log extends EventEmitter<LogEvents> {
           encodeRecordHeader(stage, stageUsed, RecordType.data, 0, lsn, 0, length, payloadCrc >>> 0);
           // Not checked here: a mismatch may be damage the caller copied faithfully. Every
           // reader of the output checks it, so a wrongly combined checksum fails loudly there.
-          return added(size);
+          return added(size, 1);
         };
-        const writeCopyRange = (payloadCrc: number, source: Buffer, start: number, end: number): number => {
-          const lsn = nextLsn();
-          const length = end - start;
-          const size = RECORD_HEADER_SIZE + length;
+        const copyRecords = (source: Buffer, start: number, end: number, count: number, lastRecordAt: number): number => {
+          if (!(count > 0 && start >= 0 && start <= lastRecordAt && lastRecordAt + RECORD_HEADER_SIZE <= end && end <= source.length)) {
+            throw new RangeError(`copyRecords: ${count} records in [${start}, ${end}), the last at ${lastRecordAt}`);
+          }
+          // Copied headers keep their LSNs: the first must follow the output's last, and the run
+          // is in log order (scanAt's), so its last is its highest.
+          useLsn(readU64(source, start + RECORD_LSN_OFFSET));
+          if (lastRecordAt !== start) useLsn(readU64(source, lastRecordAt + RECORD_LSN_OFFSET));
+          lastFlags = source[lastRecordAt + RECORD_FLAGS_OFFSET]!;
+          const size = end - start;
           reserve(size);
-          source.copy(stage, stageUsed + RECORD_HEADER_SIZE, start, end);
-          encodeRecordHeader(stage, stageUsed, RecordType.data, 0, lsn, 0, length, payloadCrc >>> 0);
-          return added(size);
+          source.copy(stage, stageUsed, start, end);
+          return added(size, count);
         };
         await produce({
-          write: async (payload) => {
-            const location = writeNow(payload);
+          write: async (payload, lsn = lastLsn + 1) => {
+            const location = writeNow(payload, lsn);
             if (pendingBytes >= REWRITE_CHUNK_BYTES) await flush();
             return location;
           },
-          writeCopy,
-          writeCopyRange,
+          writeCopy: (payloadCrc, first, second, third) => writeCopyAt(lastLsn + 1, payloadCrc, first, second, third),
+          writeCopyAt,
+          copyRecords,
+          get nextLocation() {
+            return packLocation(ordinal, offset);
+          },
           get needsFlush() {
             return pendingBytes >= REWRITE_CHUNK_BYTES;
           },
           flush,
         });
+        // Readers hand a group over only at its last record: an output ending inside one would
+        // read as damaged.
+        if ((lastFlags & RecordFlag.groupContinues) !== 0) throw new RangeError('the rewrite output ends inside an atomic group');
         await flush(); // the staged records go before the seal
         const seal = encodeSeal(records, coverEndLsn, 0);
         pending.push(seal);

@@ -10,6 +10,10 @@ import { assert, fail } from './assert.ts';
 import { crc32Range } from './crc.ts';
 
 export const RECORD_HEADER_SIZE = 32;
+/** Where fields sit in a header, for code that reads or copies headers as they are. */
+export const RECORD_LENGTH_OFFSET = 4;
+export const RECORD_FLAGS_OFFSET = 13;
+export const RECORD_LSN_OFFSET = 16;
 
 /** Engine record types. Payload meaning belongs to the caller; only `data` records reach it. */
 export const RecordType = {
@@ -82,7 +86,7 @@ export function readU64(source: Uint8Array, offset: number): number {
   return (low + lowTop) + high * 0x1_0000_0000;
 }
 
-function readU32(source: Uint8Array, offset: number): number {
+export function readU32(source: Uint8Array, offset: number): number {
   return (source[offset]! | (source[offset + 1]! << 8) | (source[offset + 2]! << 16)) + source[offset + 3]! * 0x100_0000;
 }
 
@@ -114,10 +118,10 @@ export function encodeRecordHeader(
   writeU32(target, offset + 4, payloadLength);
   writeU32(target, offset + 8, payloadCrc);
   target[offset + 12] = type;
-  target[offset + 13] = flags;
+  target[offset + RECORD_FLAGS_OFFSET] = flags;
   target[offset + 14] = 0;
   target[offset + 15] = 0;
-  writeU64(target, offset + 16, lsn);
+  writeU64(target, offset + RECORD_LSN_OFFSET, lsn);
   writeU64(target, offset + 24, durableLsn);
   writeU32(target, offset, crc32Range(target, offset + 4, offset + RECORD_HEADER_SIZE));
 }
@@ -137,10 +141,10 @@ export function decodeRecordHeaderInto(source: Uint8Array, offset: number, targe
   const headerCrc = readU32(source, offset);
   if (crc32Range(source, offset + 4, offset + RECORD_HEADER_SIZE) !== headerCrc) return false;
   const type = source[offset + 12]!;
-  const flags = source[offset + 13]!;
+  const flags = source[offset + RECORD_FLAGS_OFFSET]!;
   const reserved = source[offset + 14]! | source[offset + 15]!;
   const payloadLength = readU32(source, offset + 4);
-  const lsn = readU64(source, offset + 16);
+  const lsn = readU64(source, offset + RECORD_LSN_OFFSET);
   const durableLsn = readU64(source, offset + 24);
   // A header whose checksum holds but whose fields are impossible was written by something else.
   if (type < RecordType.data || type > RecordType.close) return false;

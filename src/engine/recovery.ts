@@ -173,9 +173,12 @@ async function readHeaderOf(handle: FileHandle) {
   return decodeSegmentHeader(bytes.subarray(0, got));
 }
 
+/** Locations are segment ordinal × LOCATION_SPAN + byte offset: exact in a double for any offset below 4 GiB. */
+export const LOCATION_SPAN = 0x1_0000_0000;
+
 /** Packs (segment index, offset) into one number; see Log for the ordinal used at run time. */
 export function packLocation(segmentOrdinal: number, offset: number): number {
-  return segmentOrdinal * 0x1_0000_0000 + offset;
+  return segmentOrdinal * LOCATION_SPAN + offset;
 }
 
 /**

@@ -26,6 +26,7 @@ import { assert, fail } from '../engine/assert.ts';
 import { crc32, crc32Combine, crc32Range, crc32WithoutPrefix } from '../engine/crc.ts';
 import { locationAfter } from '../engine/log.ts';
 import type { Log, RewriteOutput, ScanBatch } from '../engine/log.ts';
+import { CopyMap } from '../engine/copy-map.ts';
 import { ClosedError, PoisonedError } from '../errors.ts';
 import type { IndexCapture, JobIndex } from './job-index.ts';
 import { NO_LOCATION } from './job-index.ts';
@@ -123,6 +124,8 @@ const EMPTY = new Uint8Array(0);
  * I/O are decided synchronously, and a 4 MiB chunk of them would otherwise hold up enqueues.
  */
 const MAX_TURN_MS = 0.25;
+/** Captured jobs relocated in one go (about a tenth of a millisecond's work once warm). */
+const RELOCATE_SLICE_SLOTS = 4096;
 /** Records between two looks at the clock. */
 const CLOCK_EVERY_RECORDS = 64;
 
@@ -271,6 +274,11 @@ export class Compactor {
   async #run(): Promise<CompactionReport> {
     const startedAt = performance.now();
     const { log, index } = this.#host;
+    // Created before any await: close() may come at any moment and aborts it.
+    const abort = (this.#abort = new AbortController());
+    // The output ends with the id lease (see SnapshotWriter), under the LSN of a lease record
+    // appended here, the last before the cut: no live record has that LSN.
+    const leaseLsn = this.#appendLease();
     // No await between the cut and the capture: every record up to the cut is reflected in the
     // index (or in an unindexed batch) and no later one is.
     const cut = log.cut();
@@ -280,10 +288,11 @@ export class Compactor {
       // Each live job owns at least one record up to the cut, and so does the lease: the output
       // never needs more LSNs than the range it replaces holds.
       if (!(live.records <= cut)) fail(`${live.records} snapshot records for ${cut} LSNs`);
-      const writer = new SnapshotWriter(log, live, () => this.#stopping);
+      if (live.capture.leaseBound > 0 && leaseLsn !== cut) fail(`lease record at LSN ${leaseLsn}, cut at ${cut}`);
+      const writer = new SnapshotWriter(log, live, cut, () => this.#stopping);
       await this.#readsOfEarlierEpochs();
-      this.#abort = new AbortController();
-      const result = await log.rewrite(cut, (output) => writer.write(output), { maxBytesPerSecond: this.#policy.maxBytesPerSecond, signal: this.#abort.signal });
+      const signal = abort.signal;
+      const result = await log.rewrite(cut, (output) => writer.write(output, signal), { maxBytesPerSecond: this.#policy.maxBytesPerSecond, signal });
       // Unindexed jobs get their index entries when acknowledged: wait, so they are relocated too.
       await Promise.allSettled(live.acknowledgements);
       await writer.relocate(index);
@@ -297,6 +306,20 @@ export class Compactor {
       this.#arm(log.status === 'open' ? log.stats().sizeBytes : 0);
       throw error;
     }
+  }
+
+  /**
+   * Appends a record of the current id lease (not awaited: the cut's roll syncs it, and a failed
+   * sync poisons the log, which makes the rewrite refuse to commit); returns its LSN, or 0 when
+   * no id was ever leased.
+   */
+  #appendLease(): number {
+    const { log, index } = this.#host;
+    if (index.leaseBound === 0) return 0;
+    const before = log.lastLsn;
+    log.append(encodeMeta(index.leaseBound)).catch(() => undefined);
+    if (log.lastLsn === before) throw new Error('the log refused the lease record of a compaction');
+    return log.lastLsn;
   }
 
   #completed(report: CompactionReport): CompactionReport {
@@ -327,7 +350,7 @@ export class Compactor {
 interface LiveState {
   readonly capture: IndexCapture;
   /** Unindexed jobs by id: where their added record is and when they run. */
-  readonly unindexed: Map<number, { readonly location: number; readonly runAt: number; newLocation: number }>;
+  readonly unindexed: Map<number, { readonly location: number; readonly runAt: number }>;
   readonly acknowledgements: readonly Promise<void>[];
   /** Snapshot records to write, plus the lease record when there is a lease. */
   readonly jobs: number;
@@ -342,7 +365,7 @@ function captureLive(index: JobIndex, batches: Iterable<UnindexedBatch>, now: nu
   for (const batch of batches) {
     let location = batch.firstLocation;
     for (const job of batch.jobs) {
-      unindexed.set(job.id, { location, runAt: job.runAt, newLocation: NO_LOCATION });
+      unindexed.set(job.id, { location, runAt: job.runAt });
       location = locationAfter(location, job.record.length);
     }
     acknowledgements.push(batch.acknowledged);
@@ -360,10 +383,17 @@ interface Part {
 const NO_PART: Part = { bytes: EMPTY, crc: 0 };
 
 /**
- * Writes the live state into a rewrite's output: the lease, then one record per live job (its
- * added record as it is if it never started, else a snapshot record), in the order of the
- * job's last record in the log. Finished jobs are thus written in the order their outcomes were
- * appended, which is the retention order replay rebuilds.
+ * Writes the live state into a rewrite's output: one record per live job (its added record as
+ * it is, header and all, if it never started, else a snapshot record), in the order of the
+ * job's last record in the log, then the id lease. Finished jobs are thus written in the order
+ * their outcomes were appended, which is the retention order replay rebuilds.
+ *
+ * LSNs: a copied record keeps its own; a snapshot takes the LSN of the record that completed it
+ * (the job's last, where it is written); the lease takes the cut's, which is a lease record's
+ * (Compactor.#appendLease). Every output record thus stands for a distinct source record, in
+ * log order: its LSNs rise, as the engine requires. Runs of adjacent copied records are copied
+ * with one copy (copyRecords); their atomic-group flags come along, and the lease record,
+ * last and never in a group, closes any group they leave open.
  *
  * Only the live jobs' records are read (scanAt), and their payloads are not checked against
  * their checksums: a copied record keeps the checksum it carried, and a snapshot's is combined
@@ -373,6 +403,7 @@ const NO_PART: Part = { bytes: EMPTY, crc: 0 };
 class SnapshotWriter {
   readonly #log: Log;
   readonly #live: LiveState;
+  readonly #cut: number;
   readonly #stopping: () => boolean;
   /** New location of each captured slot's snapshot record. */
   readonly #newLocations: Float64Array;
@@ -382,45 +413,67 @@ class SnapshotWriter {
   /** Where each snapshot header is encoded; out.writeCopy() copies it. */
   readonly #header = Buffer.allocUnsafe(SNAPSHOT_HEADER_SIZE);
   #output: RewriteOutput | undefined;
-  /** A DataView on the chunk being visited (see #runAtOf). */
-  #view: DataView | undefined;
-  #viewOffset = 0;
   #turnStartedAt = performance.now();
   #sinceClock = 0;
+  /** Where the scan copied the jobs that never started (their added records, as they are). */
+  readonly #copies = new CopyMap();
+  /** 1 for each captured slot whose job was written as a snapshot record. */
+  readonly #snapshotted: Uint8Array;
   jobs = 0;
 
-  constructor(log: Log, live: LiveState, stopping: () => boolean) {
+  constructor(log: Log, live: LiveState, cut: number, stopping: () => boolean) {
     this.#log = log;
     this.#live = live;
+    this.#cut = cut;
     this.#stopping = stopping;
     this.#newLocations = new Float64Array(live.capture.states.length).fill(NO_LOCATION);
+    this.#snapshotted = new Uint8Array(live.capture.states.length);
   }
 
-  async write(output: RewriteOutput): Promise<void> {
+  async write(output: RewriteOutput, signal: AbortSignal): Promise<void> {
     this.#output = output;
+    // Only the records of live jobs are read: the dead stretches of the log are skipped. Jobs
+    // that never started are copied by the scan itself, a run of adjacent ones at a time; the
+    // others are visited.
+    const { visit, copy } = this.#liveLocations();
+    const copied = await this.#log.scanAt(visit, (batch) => this.#visitBatch(batch), {
+      verifyPayloads: false,
+      copy: { locations: copy, into: output, map: this.#copies },
+      signal,
+    });
+    this.jobs += copied;
     const leaseBound = this.#live.capture.leaseBound;
-    if (leaseBound > 0) await output.write(encodeMeta(leaseBound));
-    // Only the records of live jobs are read: the dead stretches of the log are skipped.
-    await this.#log.scanAt(this.#liveLocations(), (batch) => this.#visitBatch(batch), { verifyPayloads: false });
+    if (leaseBound > 0) await output.write(encodeMeta(leaseBound), this.#cut);
     // A job missing here would be lost by the commit: refuse to commit instead.
     if (this.jobs !== this.#live.jobs) await this.#explainMissing();
     if (this.jobs !== this.#live.jobs) fail(`compaction found ${this.jobs} of ${this.#live.jobs} live jobs`);
   }
 
-  /** Where every live job's added (or snapshot) and last outcome record is, in no order. */
-  #liveLocations(): Float64Array {
+  /**
+   * Where the live jobs' records are, in no order: `copy`, the added records of jobs that never
+   * started (their added record alone replays to their state: see #isPlain), and `visit`, the
+   * added (or snapshot) and last outcome records of every other job.
+   */
+  #liveLocations(): { visit: Float64Array; copy: Float64Array } {
     const capture = this.#live.capture;
-    const locations = new Float64Array(2 * capture.liveJobs + this.#live.unindexed.size);
-    let count = 0;
+    const visit = new Float64Array(2 * capture.liveJobs);
+    const copy = new Float64Array(capture.liveJobs + this.#live.unindexed.size);
+    let visits = 0;
+    let copies = 0;
     for (let slot = 0; slot < capture.states.length; slot++) {
       if (capture.states[slot] === StateCode.none) continue;
       const location = capture.locations[slot]!;
-      locations[count++] = location;
+      if (this.#isPlain(slot)) {
+        copy[copies++] = location;
+        continue;
+      }
+      visit[visits++] = location;
       const outcome = capture.outcomeLocations[slot]!;
-      if (outcome !== NO_LOCATION && outcome !== location) locations[count++] = outcome;
+      if (outcome !== NO_LOCATION && outcome !== location) visit[visits++] = outcome;
     }
-    for (const job of this.#live.unindexed.values()) locations[count++] = job.location;
-    return locations.subarray(0, count);
+    // Enqueued but not yet indexed: never started either.
+    for (const job of this.#live.unindexed.values()) copy[copies++] = job.location;
+    return { visit: visit.subarray(0, visits), copy: copy.subarray(0, copies) };
   }
 
   /**
@@ -433,10 +486,11 @@ class SnapshotWriter {
     const capture = this.#live.capture;
     for (let slot = 0; slot < capture.states.length; slot++) {
       if (capture.states[slot] === StateCode.none || this.#newLocations[slot] !== NO_LOCATION) continue;
+      if (this.#isPlain(slot) && this.#copies.find(capture.locations[slot]!) !== -1) continue;
       await this.#log.read(capture.locations[slot]!);
       if (capture.outcomeLocations[slot] !== NO_LOCATION) await this.#log.read(capture.outcomeLocations[slot]!);
     }
-    for (const job of this.#live.unindexed.values()) if (job.newLocation === NO_LOCATION) await this.#log.read(job.location);
+    for (const job of this.#live.unindexed.values()) if (this.#copies.find(job.location) === -1) await this.#log.read(job.location);
   }
 
   /**
@@ -452,36 +506,13 @@ class SnapshotWriter {
           return this.#visitBatch(batch, at);
         });
       }
-      if (this.#copyIfPlain(batch, at)) {
-        if (this.#output!.needsFlush) return this.#output!.flush().then(() => this.#visitBatch(batch, at + 1));
-        continue;
-      }
       const waiting = this.#visit(batch, at);
       if (waiting !== undefined) return waiting.then(() => this.#visitBatch(batch, at + 1));
     }
     return undefined;
   }
 
-  /**
-   * The common case, kept small so the JIT keeps its numbers unboxed: the added record of a job
-   * that never started, at the location the capture holds for it, copied as it is. False for
-   * anything else, which #visit decides.
-   */
-  #copyIfPlain(batch: ScanBatch, at: number): boolean {
-    const chunk = batch.chunk;
-    const start = batch.starts[at]!;
-    if (chunk[start] !== RecordKind.added || batch.ends[at]! - start < ADDED_RUN_AT_OFFSET + 8) return false;
-    const capture = this.#live.capture;
-    const slot = capture.slots.get(chunk.readUIntLE(start + 2, 6));
-    if (slot === -1 || capture.locations[slot] !== batch.locations[at] || capture.outcomeLocations[slot] !== NO_LOCATION) return false;
-    if (!this.#isPlain(slot, this.#runAtOf(chunk, start))) return false;
-    if (this.#stopping()) throw new ClosedError('queue');
-    this.#newLocations[slot] = this.#output!.writeCopyRange(batch.payloadCrcs[at]!, chunk, start, batch.ends[at]!);
-    this.jobs++;
-    return true;
-  }
-
-  /** Decides, for one record of a live job that #copyIfPlain did not take, what to write for it. */
+  /** Decides, for one record of a live job that the scan did not copy, what to write for it. */
   #visit(batch: ScanBatch, at: number): Promise<void> | undefined {
     // Read from the batch here rather than passed in: locations and checksums above 2^31 would
     // be boxed at every call.
@@ -490,6 +521,7 @@ class SnapshotWriter {
     const end = batch.ends[at]!;
     const location = batch.locations[at]!;
     const crc = batch.payloadCrcs[at]!;
+    const lsn = batch.lsns[at]!;
     const kind = chunk[start];
     // Transition and meta records are never copied: the snapshot carries their effect.
     if (kind !== RecordKind.added && kind !== RecordKind.snapshot && kind !== RecordKind.completed && kind !== RecordKind.failed) return undefined;
@@ -497,26 +529,25 @@ class SnapshotWriter {
     const id = chunk.readUIntLE(start + 2, 6);
     const capture = this.#live.capture;
     const slot = capture.slots.get(id);
-    if (slot === -1) return this.#visitUnindexed(id, chunk, start, end, location, crc);
+    if (slot === -1) return undefined; // not a captured job's (unindexed jobs are all copied)
     const outcomeLocation = capture.outcomeLocations[slot]!;
     if (capture.locations[slot] === location) {
       if (kind !== RecordKind.snapshot) {
-        // (A never-started job's record was copied by #copyIfPlain before #visit was asked.)
         const added = { bytes: chunk.subarray(start, end), crc };
         if (outcomeLocation !== NO_LOCATION) {
           this.#hold(id, added);
           return undefined;
         }
-        return this.#emit(slot, added, NO_PART);
+        return this.#emit(slot, lsn, added, NO_PART);
       }
       const outcomeLength = chunk.readUInt32LE(start + SNAPSHOT_OUTCOME_LENGTH_OFFSET);
       if (outcomeLocation === location || outcomeLength === 0) {
         // Everything after the old snapshot header is wanted: its checksum follows from the record's.
         const rest = chunk.subarray(start + SNAPSHOT_HEADER_SIZE, end);
         const restCrc = crc32WithoutPrefix(crc, crc32Range(chunk, start, start + SNAPSHOT_HEADER_SIZE), rest.length);
-        if (outcomeLocation === NO_LOCATION && this.#isPlain(slot, rest.readDoubleLE(ADDED_RUN_AT_OFFSET))) return this.#copyPlain(slot, { bytes: rest, crc: restCrc });
+        if (outcomeLocation === NO_LOCATION && this.#isPlainAtSnapshot(slot, rest.readDoubleLE(ADDED_RUN_AT_OFFSET))) return this.#copyPlain(slot, lsn, { bytes: rest, crc: restCrc });
         if (outcomeLocation === location || outcomeLocation === NO_LOCATION) {
-          return this.#emit(slot, { bytes: rest, crc: restCrc }, NO_PART, chunk.readUInt32LE(start + SNAPSHOT_ADDED_LENGTH_OFFSET), outcomeLength);
+          return this.#emit(slot, lsn, { bytes: rest, crc: restCrc }, NO_PART, chunk.readUInt32LE(start + SNAPSHOT_ADDED_LENGTH_OFFSET), outcomeLength);
         }
         this.#hold(id, { bytes: rest, crc: restCrc });
         return undefined;
@@ -526,7 +557,7 @@ class SnapshotWriter {
       return this.#log.read(location).then((payload) => {
         const added = addedPart(payload);
         const part = { bytes: added, crc: crc32(added) };
-        if (outcomeLocation === NO_LOCATION) return this.#emit(slot, part, NO_PART);
+        if (outcomeLocation === NO_LOCATION) return this.#emit(slot, lsn, part, NO_PART);
         this.#hold(id, part);
         return undefined;
       });
@@ -538,51 +569,39 @@ class SnapshotWriter {
     if (held !== undefined) {
       this.#held.delete(id);
       this.#heldBytes -= held.bytes.length;
-      return this.#emit(slot, held, outcome);
+      return this.#emit(slot, lsn, held, outcome);
     }
     // Not held (over budget): read it back (checked). The segments being replaced stay readable,
     // and the scan keeps `chunk` valid until this promise settles.
     return this.#log.read(capture.locations[slot]!).then((payload) => {
       const added = addedPart(payload);
-      return this.#emit(slot, { bytes: added, crc: crc32(added) }, outcome);
+      return this.#emit(slot, lsn, { bytes: added, crc: crc32(added) }, outcome);
     });
-  }
-
-  #visitUnindexed(id: number, chunk: Buffer, start: number, end: number, location: number, crc: number): Promise<void> | undefined {
-    const job = this.#live.unindexed.size === 0 ? undefined : this.#live.unindexed.get(id);
-    if (job === undefined || job.location !== location) return undefined;
-    if (this.#stopping()) throw new ClosedError('queue');
-    // Never started: its added record replays to exactly its state.
-    job.newLocation = this.#output!.writeCopyRange(crc, chunk, start, end);
-    this.jobs++;
-    return this.#flushIfFull();
-  }
-
-  /** The run-at field of the added record at chunk[start]: a DataView read, cheaper than Buffer.readDoubleLE. */
-  #runAtOf(chunk: Buffer, start: number): number {
-    let view = this.#view;
-    if (view === undefined || view.buffer !== chunk.buffer || this.#viewOffset !== chunk.byteOffset) {
-      view = this.#view = new DataView(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-      this.#viewOffset = chunk.byteOffset;
-    }
-    return view.getFloat64(start + ADDED_RUN_AT_OFFSET, true);
   }
 
   /**
    * True when replaying the job's added record alone rebuilds its captured state: it never
-   * started, never stalled, and still runs when it was enqueued to. Such a job needs no snapshot
+   * started, never stalled, and its location holds its added record (run-at changes only by a
+   * retry, which counts an attempt, or by a snapshot's replay). Such a job needs no snapshot
    * record; its added record is copied as it is (most live jobs of a backlog are like this).
    */
-  #isPlain(slot: number, addedRunAt: number): boolean {
+  #isPlain(slot: number): boolean {
+    const capture = this.#live.capture;
+    const state = capture.states[slot];
+    return (state === StateCode.pending || state === StateCode.delayed) && capture.attemptsMade[slot] === 0 && capture.stalls[slot] === 0 && capture.atSnapshot[slot] === 0;
+  }
+
+  /** Like #isPlain, for a job at a snapshot record whose added part holds `addedRunAt`. */
+  #isPlainAtSnapshot(slot: number, addedRunAt: number): boolean {
     const capture = this.#live.capture;
     const state = capture.states[slot];
     return (state === StateCode.pending || state === StateCode.delayed) && capture.attemptsMade[slot] === 0 && capture.stalls[slot] === 0 && capture.runAts[slot] === addedRunAt;
   }
 
   /** Copies the added record of a plain job (see #isPlain) into the output. */
-  #copyPlain(slot: number, added: Part): Promise<void> | undefined {
+  #copyPlain(slot: number, lsn: number, added: Part): Promise<void> | undefined {
     if (this.#stopping()) throw new ClosedError('queue');
-    this.#newLocations[slot] = this.#output!.writeCopy(added.crc, added.bytes);
+    this.#newLocations[slot] = this.#output!.writeCopyAt(lsn, added.crc, added.bytes);
     this.jobs++;
     return this.#flushIfFull();
   }
@@ -603,13 +622,14 @@ class SnapshotWriter {
    * record (if any), copied into the output. `added` may hold both (a snapshot's parts, already
    * together): the lengths then say where one ends.
    */
-  #emit(slot: number, added: Part, outcome: Part, addedLength = added.bytes.length, outcomeLength = outcome.bytes.length): Promise<void> | undefined {
+  #emit(slot: number, lsn: number, added: Part, outcome: Part, addedLength = added.bytes.length, outcomeLength = outcome.bytes.length): Promise<void> | undefined {
     const capture = this.#live.capture;
     const id = capture.ids[slot]!;
     if (recordId(added.bytes) !== id) fail(`added record of job ${recordId(added.bytes)} for job ${id}`);
     const state = { state: capture.states[slot]! as StateCode, attemptsMade: capture.attemptsMade[slot]!, stalls: capture.stalls[slot]!, runAt: capture.runAts[slot]! };
-    const written = this.#writeSnapshot(id, state, added, outcome, addedLength, outcomeLength);
+    const written = this.#writeSnapshot(id, lsn, state, added, outcome, addedLength, outcomeLength);
     this.#newLocations[slot] = written.location;
+    this.#snapshotted[slot] = 1;
     this.jobs++;
     return written.flushed;
   }
@@ -618,7 +638,7 @@ class SnapshotWriter {
    * Copies one snapshot record (a header, then `first` and `second` back to back) into the
    * output now; returns its location and, when the output's buffer is full, the flush to wait for.
    */
-  #writeSnapshot(id: number, state: SnapshotState, first: Part, second: Part, addedLength: number, outcomeLength: number): { location: number; flushed: Promise<void> | undefined } {
+  #writeSnapshot(id: number, lsn: number, state: SnapshotState, first: Part, second: Part, addedLength: number, outcomeLength: number): { location: number; flushed: Promise<void> | undefined } {
     // close() is waiting: give up; the rewrite removes its unfinished output.
     if (this.#stopping()) throw new ClosedError('queue');
     assert(addedLength + outcomeLength === first.bytes.length + second.bytes.length, 'snapshot parts and lengths disagree');
@@ -627,7 +647,7 @@ class SnapshotWriter {
     let crc = crc32Combine(crc32(header), first.crc, first.bytes.length);
     if (second.bytes.length > 0) crc = crc32Combine(crc, second.crc, second.bytes.length);
     const output = this.#output!;
-    const location = output.writeCopy(crc, header, first.bytes, second.bytes);
+    const location = output.writeCopyAt(lsn, crc, header, first.bytes, second.bytes);
     return { location, flushed: this.#flushIfFull() };
   }
 
@@ -642,28 +662,26 @@ class SnapshotWriter {
   async relocate(index: JobIndex): Promise<void> {
     const capture = this.#live.capture;
     const states = capture.states;
-    let turnStartedAt = performance.now();
+    const newLocations = this.#newLocations;
+    const copies = this.#copies;
+    // Where the copied jobs went, from the copy runs (the others were written one by one).
     for (let at = 0; at < states.length; at++) {
-      if ((at & 1023) === 1023 && performance.now() - turnStartedAt >= MAX_TURN_MS) {
+      if (states[at] !== StateCode.none && newLocations[at] === NO_LOCATION) newLocations[at] = copies.find(capture.locations[at]!);
+    }
+    let turnStartedAt = performance.now();
+    for (let from = 0; from < states.length; from += RELOCATE_SLICE_SLOTS) {
+      if (performance.now() - turnStartedAt >= MAX_TURN_MS) {
         await nextTurn();
         turnStartedAt = performance.now();
       }
-      if (states[at] === StateCode.none) continue;
-      // Usually the job still sits in the slot it was captured from (slots are only reused once freed).
-      const id = capture.ids[at]!;
-      const slot = index.id(at) === id && index.state(at) !== StateCode.none ? at : index.slotOf(id);
-      if (slot === -1) continue;
-      const newLocation = this.#newLocations[at]!;
-      if (newLocation === NO_LOCATION) fail(`job ${capture.ids[at]} has no snapshot record`);
-      const location = index.location(slot) === capture.locations[at] ? newLocation : index.location(slot);
-      const capturedOutcome = capture.outcomeLocations[at]!;
-      const outcome = capturedOutcome !== NO_LOCATION && index.outcomeLocation(slot) === capturedOutcome ? newLocation : index.outcomeLocation(slot);
-      index.relocate(slot, location, outcome);
+      index.relocateCaptured(capture, newLocations, this.#snapshotted, from, Math.min(states.length, from + RELOCATE_SLICE_SLOTS));
     }
     for (const [id, job] of this.#live.unindexed) {
       const slot = index.slotOf(id);
       if (slot === -1 || index.location(slot) !== job.location) continue;
-      index.relocate(slot, job.newLocation, index.outcomeLocation(slot));
+      const newLocation = this.#copies.find(job.location);
+      if (newLocation === NO_LOCATION) fail(`job ${id} was not copied`);
+      index.relocate(slot, newLocation, index.outcomeLocation(slot), false);
     }
   }
 }

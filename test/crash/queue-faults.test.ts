@@ -234,7 +234,11 @@ describe('Queue under run-time I/O faults', () => {
         const disk = new SimFileSystem();
         disk.failNoSpaceAfter(n);
         const run = await runWorkload(disk, durability);
-        if (run.openError === undefined) expect(run.errors, `${context}: 'error' events`).toHaveLength(1);
+        // Seen by an 'error' event, or, when the full disk refuses only close()'s own CLOSE
+        // marker, by close() rejecting (nothing is running by then to emit to).
+        if (run.openError === undefined && !(run.errors.length === 0 && run.closeError !== undefined && run.calls.every((call) => call.result === 'resolved'))) {
+          expect(run.errors, `${context}: 'error' events`).toHaveLength(1);
+        }
         assertFaultContract(run, context);
         await assertRecovers(disk, run, durability, context);
       });

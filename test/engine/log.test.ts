@@ -4,6 +4,7 @@
 import { describe, expect } from 'vitest';
 import { readdirSync } from 'node:fs';
 import { crc32 } from '../../src/engine/crc.ts';
+import { CopyMap } from '../../src/engine/copy-map.ts';
 import { Log, locationAfter } from '../../src/engine/log.ts';
 import { SEGMENT_HEADER_SIZE as SEGMENT_HEADER_BYTES } from '../../src/engine/segment-header.ts';
 import type { LogOptions, RewriteOutput, ScanBatch } from '../../src/engine/log.ts';
@@ -389,6 +390,111 @@ describe('Log', () => {
     });
     expect(seen).toEqual(moved.map((_, i) => i).filter((i) => i % 3 === 0));
     await log.close();
+  });
+
+  test('scanAt copies runs of records as they are, in log order with the visited ones, and maps where they went', async ({ dir }) => {
+    const log = await Log.open(dir, { segmentSize: 64 * 1024 });
+    const locations: number[] = [];
+    // Atomic groups of five, so copied headers carry the group flag; sizes vary.
+    for (let g = 0; g < 60; g++) {
+      await log.appendGroup(Array.from({ length: 5 }, (_, k) => payloadOf(g * 5 + k, 40 + ((g * 5 + k) % 7) * 30)));
+      // lastLocation is the group's first record; the others follow it.
+      let at = log.lastLocation;
+      for (let k = 0; k < 5; k++) {
+        locations.push(at);
+        at = locationAfter(at, 40 + ((g * 5 + k) % 7) * 30);
+      }
+    }
+    for (let i = 0; i < 300; i++) expect((await log.read(locations[i]!)).readUInt32LE(0)).toBe(i);
+    // A last record that is not kept: its LSN (the cut's) is the one the output's last record takes.
+    await log.append(Buffer.from('end'));
+    const cut = log.cut();
+    await log.sync();
+    // Copied: records 0-99 and 150-299 except every tenth, which is visited; 100-149 dropped.
+    const copied = locations.filter((_, i) => (i < 100 || i >= 150) && i % 10 !== 0);
+    const visited = locations.filter((_, i) => (i < 100 || i >= 150) && i % 10 === 0);
+    const order: number[] = [];
+    const map = new CopyMap();
+    const written = new Map<number, number>();
+    const result = await log.rewrite(cut, async (out) => {
+      const count = await log.scanAt(new Float64Array(visited).reverse(), (batch) => {
+        for (let i = 0; i < batch.count; i++) {
+          const payload = batch.chunk.subarray(batch.starts[i], batch.ends[i]);
+          order.push(payload.readUInt32LE(0));
+          written.set(payload.readUInt32LE(0), out.writeCopyAt(batch.lsns[i]!, batch.payloadCrcs[i]!, payload));
+        }
+      }, { copy: { locations: new Float64Array(copied), into: out, map } });
+      expect(count).toBe(copied.length);
+      // The output may not end inside a group: close it with a record of the cut's LSN.
+      await out.write(Buffer.from('end'), cut);
+    });
+    expect(order).toEqual(visited.map((_, k) => locations.indexOf(visited[k]!)));
+    expect(map.records).toBe(copied.length);
+    for (let i = 0; i < 300; i++) {
+      const moved = written.get(i) ?? map.find(locations[i]!);
+      if (i >= 100 && i < 150) {
+        expect(moved).toBe(-1);
+        continue;
+      }
+      expect((await log.read(moved)).readUInt32LE(0)).toBe(i);
+    }
+    expect(result.records).toBe(copied.length + visited.length + 1);
+    await log.close();
+    // The output replays: copied records keep their own LSNs, visited ones the LSNs given, all rising.
+    const { log: again, records } = await replay(dir);
+    expect(records.map((r) => (r.payload.length === 3 ? -1 : r.payload.readUInt32LE(0)))).toEqual([
+      ...locations.map((_, i) => i).filter((i) => i < 100 || i >= 150),
+      -1,
+    ]);
+    const lsns = records.map((r) => r.lsn);
+    expect(lsns).toEqual([...lsns].sort((a, b) => a - b));
+    expect(new Set(lsns).size).toBe(lsns.length);
+    await again.close();
+  });
+
+  test('a rewrite refuses copied records out of LSN order and an output that ends inside a group', async ({ dir }) => {
+    const log = await Log.open(dir);
+    await log.appendGroup([payloadOf(1), payloadOf(2)]);
+    const first = log.lastLocation;
+    const second = locationAfter(first, 16);
+    await log.append(payloadOf(3));
+    const cut = log.cut();
+    // The group's first record alone: its flag says another follows.
+    await expect(log.rewrite(cut, (out) => log.scanAt(new Float64Array(0), () => undefined, { copy: { locations: new Float64Array([first]), into: out, map: new CopyMap() } }))).rejects.toThrow(
+      /ends inside an atomic group/,
+    );
+    // A record given an LSN at or below the last copied one.
+    await expect(
+      log.rewrite(cut, async (out) => {
+        await log.scanAt(new Float64Array(0), () => undefined, { copy: { locations: new Float64Array([first, second]), into: out, map: new CopyMap() } });
+        out.writeCopyAt(2, crc32(payloadOf(9)), payloadOf(9));
+      }),
+    ).rejects.toThrow(RangeError);
+    // Nothing was committed: the log still replays all three.
+    await log.close();
+    const { log: again, records } = await replay(dir);
+    expect(records.map((r) => r.payload.readUInt32LE(0))).toEqual([1, 2, 3]);
+    await again.close();
+  });
+
+  test('scanAt reports a copied run whose last record has a damaged header, naming file and offset', async ({ dir }) => {
+    const log = await Log.open(dir);
+    const locations: number[] = [];
+    for (let i = 0; i < 10; i++) {
+      await log.append(payloadOf(i, 100));
+      locations.push(log.lastLocation);
+    }
+    const cut = log.cut();
+    await log.sync();
+    const [source] = segmentFiles(dir);
+    // The length field of record 4, the last of the run 0-4 (record 5 is not asked for).
+    flipByte(source!, SEGMENT_HEADER_BYTES + 4 * (32 + 100) + 4);
+    const copies = new Float64Array(locations.slice(0, 5));
+    await expect(log.rewrite(cut, (out) => log.scanAt(new Float64Array(0), () => undefined, { copy: { locations: copies, into: out, map: new CopyMap() } }))).rejects.toMatchObject({
+      code: 'ERR_BLERO_CORRUPT',
+      file: source,
+    });
+    await log.close().catch(() => undefined);
   });
 
   test('validates options with TypeError and RangeError before touching the disk', async ({ dir }) => {

@@ -424,10 +424,30 @@ describe('compaction', () => {
       await expect(Queue.open(dir, options)).rejects.toMatchObject({ code: 'ERR_BLERO_CORRUPT', reason: 'sealed-segment-damage' });
     });
 
-    test('refuses to commit when damage hides a live job, and names the damaged record', async ({ dir }) => {
-      const { files } = await build(dir);
+    test('copies a never-started job with a damaged id as it is: it reads as corrupt, and so does the next open', async ({ dir }) => {
+      const { pending, files } = await build(dir);
       const queue = await Queue.open(dir, options);
       damageAdded(files, 'live-107', 3); // in the job's id
+      await queue.compact();
+      await expect(queue.getJob(pending[7]!)).rejects.toMatchObject({ code: 'ERR_BLERO_CORRUPT' });
+      expect((await queue.getJob(pending[6]!))?.data).toEqual({ n: 106 });
+      await queue.close();
+      await expect(Queue.open(dir, options)).rejects.toMatchObject({ code: 'ERR_BLERO_CORRUPT', reason: 'sealed-segment-damage' });
+    });
+
+    test('refuses to commit when damage hides a live job it must snapshot, and names the damaged record', async ({ dir }) => {
+      // Retained completed jobs are snapshotted: their records are read and decided one by one.
+      const retaining: QueueOptions = { compaction: false, removeOnComplete: { count: 100 } };
+      const built = await Queue.open(dir, retaining);
+      const processor = built.registerProcessor(() => 'ok');
+      const drained = once(built, 'drained');
+      await built.enqueueMany(range(100, 109).map((n) => ({ name: `done-${n}`, data: { n } })));
+      await drained;
+      built.unregisterProcessor(processor);
+      await built.close();
+      const files = (await readdir(dir)).filter((name) => name.startsWith('seg-')).map((name) => join(dir, name));
+      const queue = await Queue.open(dir, retaining);
+      damageAdded(files, 'done-107', 3); // in the job's id
       await expect(queue.compact()).rejects.toMatchObject({ code: 'ERR_BLERO_CORRUPT', reason: 'payload-crc' });
       // The old segments are all there (the cut added an active segment), and no temp file.
       const after = await readdir(dir);
