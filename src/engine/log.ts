@@ -37,7 +37,6 @@ import {
   RECORD_LSN_OFFSET,
   RecordFlag,
   RecordType,
-  readU32,
   readU64,
 } from './record-format.ts';
 import { LOCATION_SPAN, packLocation, recoverDirectory } from './recovery.ts';
@@ -130,6 +129,91 @@ export interface ScanBatch {
   /** The checksum each record's header carries for its payload. */
   readonly payloadCrcs: Float64Array;
   readonly lsns: Float64Array;
+}
+
+/** A run of adjacent records scanAt() is gathering to copy: buffer[start, end), the last record's header at `last`. */
+interface CopyRun {
+  start: number;
+  end: number;
+  last: number;
+  /** Set when the record at the returned index runs past the bytes read: how many it needs from its start. */
+  needBytes: number;
+}
+
+/**
+ * Adds to `run` the records to copy from keys[index] on, while each starts where the run
+ * ends and lies whole in buffer[0, got); returns the index of the first record not added.
+ * Kept small and apart from scanAt so that it is optimized quickly: it is the loop that runs
+ * once per copied record.
+ */
+function extendRun(run: CopyRun, buffer: Buffer, got: number, keys: Float64Array, isCopy: Uint8Array, index: number, last: number, rangeKey: number): number {
+  run.needBytes = 0;
+  let at = index;
+  let end = run.end;
+  for (; at < last && isCopy[at] === 1 && end - run.start < COPY_RUN_BYTES; at++) {
+    const offset = keys[at]! - rangeKey;
+    if (offset !== end) break;
+    if (offset + RECORD_HEADER_SIZE > got) {
+      run.needBytes = RECORD_HEADER_SIZE;
+      break;
+    }
+    const lengthAt = offset + RECORD_LENGTH_OFFSET;
+    const next = offset + RECORD_HEADER_SIZE + ((buffer[lengthAt]! | (buffer[lengthAt + 1]! << 8) | (buffer[lengthAt + 2]! << 16)) + buffer[lengthAt + 3]! * 0x100_0000);
+    if (next > got) {
+      run.needBytes = next - offset;
+      break;
+    }
+    run.last = offset;
+    end = next;
+  }
+  run.end = end;
+  return at;
+}
+
+/** `locations` as log-order keys (see Log.#inLogOrder), sorted. */
+async function sortedKeys(locations: Float64Array, rank: ReadonlyMap<number, number>): Promise<Float64Array> {
+  const keys = new Float64Array(locations.length);
+  // A caller that lists them in log order already (compaction lists never-started jobs by id) saves the sort.
+  return rankInto(locations, keys, rank) ? keys : sortInTurns(keys, SORT_TURN_MS);
+}
+
+/** Fills `keys` with the keys of `locations`; true when they came out ascending. */
+function rankInto(locations: Float64Array, keys: Float64Array, rank: ReadonlyMap<number, number>): boolean {
+  let lastOrdinal = -1;
+  let delta = 0;
+  let sorted = true;
+  let previous = -1;
+  for (let at = 0; at < locations.length; at++) {
+    const location = locations[at]!;
+    const ordinal = Math.floor(location / LOCATION_SPAN);
+    if (ordinal !== lastOrdinal) {
+      const segmentRank = rank.get(ordinal);
+      if (segmentRank === undefined) throw new RangeError(`no segment holds location ${location}`);
+      lastOrdinal = ordinal;
+      delta = (segmentRank - ordinal) * LOCATION_SPAN;
+    }
+    const key = location + delta;
+    if (key <= previous) sorted = false;
+    keys[at] = previous = key;
+  }
+  return sorted;
+}
+
+/** Two ascending arrays merged into one; `fromSecond[i]` is 1 where keys[i] came from `second`. */
+function mergeKeys(first: Float64Array, second: Float64Array): { keys: Float64Array; fromSecond: Uint8Array } {
+  const keys = new Float64Array(first.length + second.length);
+  const fromSecond = new Uint8Array(keys.length);
+  let f = 0;
+  let s = 0;
+  for (let at = 0; at < keys.length; at++) {
+    if (s < second.length && (f === first.length || second[s]! < first[f]!)) {
+      keys[at] = second[s++]!;
+      fromSecond[at] = 1;
+    } else {
+      keys[at] = first[f++]!;
+    }
+  }
+  return { keys, fromSecond };
 }
 
 /** Hands a batch to the visitor and empties it once the visitor is done with it. */
@@ -530,10 +614,11 @@ export class Log extends EventEmitter<LogEvents> {
   ): Promise<number> {
     if (this.#status === 'closed') throw new ClosedError();
     const copy = options.copy;
-    // Sorted while a roll queued by cut() may still be syncing: it adds a segment after the
-    // ones these locations are in, which changes none of their ranks.
-    const { locations, copied: isCopy } = await this.#inLogOrder(wanted, copy?.locations);
-    await this.#commit.barrier(false); // that roll has run: every segment read here is sealed
+    // Rolls queued before (by cut() and by the appends before it) have run: every record asked
+    // for is in a segment of the list, and sealed.
+    await this.#commit.barrier(false);
+    // Log-order keys, not locations (see #inLogOrder): `keys` and `segments` go together.
+    const { keys: locations, copied: isCopy, segments } = await this.#inLogOrder(wanted, copy?.locations);
     const count = locations.length;
     const verifyPayloads = options.verifyPayloads ?? true;
     const signal = options.signal;
@@ -550,9 +635,9 @@ export class Log extends EventEmitter<LogEvents> {
       readonly slot: number;
       readonly read: Promise<number>;
     }
-    const segmentFor = (location: number): Segment => {
-      const segment = this.#byOrdinal.get(Math.floor(location / LOCATION_SPAN));
-      if (segment === undefined || !segment.sealed) throw new RangeError(`no sealed segment holds location ${location}`);
+    const segmentFor = (key: number): Segment => {
+      const segment = segments[Math.floor(key / LOCATION_SPAN)];
+      if (segment === undefined || !segment.sealed) throw new RangeError(`no sealed segment holds the record asked for (log-order key ${key})`);
       return segment;
     };
     /** Starts reading the range that begins at locations[first] into buffers[slot], at least `minBytes` of it. */
@@ -583,9 +668,7 @@ export class Log extends EventEmitter<LogEvents> {
     // The run of adjacent records to copy being gathered: buffer[runStart, runEnd), the last
     // record's header at runLast. While a run is open the batch is empty, and the other way round.
     let runCount = 0;
-    let runStart = 0;
-    let runEnd = 0;
-    let runLast = 0;
+    const run: CopyRun = { start: 0, end: 0, last: 0, needBytes: 0 };
     let copiedRecords = 0;
     let turnStartedAt = performance.now();
     let index = 0;
@@ -599,36 +682,32 @@ export class Log extends EventEmitter<LogEvents> {
         // Read the next range while this one is visited.
         ahead = range.last < count ? startRange(range.last, 1 - range.slot, 0) : undefined;
         const file = path.join(this.directory, range.segment.name);
-        const rangeLocation = locations[index]! - (locations[index]! % LOCATION_SPAN) + range.offset;
+        // Where the range starts, as a key and as a location.
+        const rangeKey = locations[index]! - (locations[index]! % LOCATION_SPAN) + range.offset;
+        const rangeLocation = packLocation(range.segment.ordinal, range.offset);
         /** Copies the open run into the output (after checking its last header) and maps it. */
         const endRun = async (): Promise<void> => {
           if (runCount === 0) return;
           signal?.throwIfAborted();
-          if (!decodeRecordHeaderInto(buffer, runLast, header) || header.type !== RecordType.data || runLast + RECORD_HEADER_SIZE + header.payloadLength !== runEnd) {
-            throw new CorruptionError(file, range!.offset + runLast, 'sealed-segment-damage', 'bad record header during a compaction scan');
+          if (!decodeRecordHeaderInto(buffer, run.last, header) || header.type !== RecordType.data || run.last + RECORD_HEADER_SIZE + header.payloadLength !== run.end) {
+            throw new CorruptionError(file, range!.offset + run.last, 'sealed-segment-damage', 'bad record header during a compaction scan');
           }
-          const to = copy!.into.copyRecords(buffer, runStart, runEnd, runCount, runLast);
-          copy!.map.add(rangeLocation + runStart, to, runEnd - runStart, runCount);
+          const to = copy!.into.copyRecords(buffer, run.start, run.end, runCount, run.last);
+          copy!.map.add(rangeLocation + run.start, to, run.end - run.start, runCount);
           copiedRecords += runCount;
           runCount = 0;
           if (copy!.into.needsFlush) await copy!.into.flush();
         };
         let needBytes = 0;
         while (index < range.last) {
-          const location = locations[index]!;
-          const offset = location % LOCATION_SPAN;
-          const at = offset - range.offset;
+          const at = locations[index]! - rangeKey;
+          const offset = range.offset + at;
           if (at + RECORD_HEADER_SIZE > got) {
             needBytes = RECORD_HEADER_SIZE;
             break;
           }
           if (isCopy !== undefined && isCopy[index] === 1) {
-            const end = at + RECORD_HEADER_SIZE + readU32(buffer, at + RECORD_LENGTH_OFFSET);
-            if (end > got) {
-              needBytes = end - at;
-              break;
-            }
-            if (runCount === 0 || at !== runEnd || runEnd - runStart >= COPY_RUN_BYTES) {
+            if (runCount === 0 || at !== run.end || run.end - run.start >= COPY_RUN_BYTES) {
               if (runCount > 0) await endRun();
               // Records visited before this one are written before it.
               if (batch.count > 0) await deliverBatch(batch, visit);
@@ -636,12 +715,16 @@ export class Log extends EventEmitter<LogEvents> {
                 await nextTurn();
                 turnStartedAt = performance.now();
               }
-              runStart = at;
+              run.start = at;
+              run.end = at;
             }
-            runEnd = end;
-            runLast = at;
-            runCount++;
-            index++;
+            const next = extendRun(run, buffer, got, locations, isCopy, index, range.last, rangeKey);
+            runCount += next - index;
+            index = next;
+            if (run.needBytes > 0) {
+              needBytes = run.needBytes;
+              break;
+            }
             continue;
           }
           if (runCount > 0) await endRun();
@@ -661,7 +744,7 @@ export class Log extends EventEmitter<LogEvents> {
           batch.chunk = buffer;
           batch.starts[slot] = start;
           batch.ends[slot] = end;
-          batch.locations[slot] = location;
+          batch.locations[slot] = rangeLocation + at;
           batch.payloadCrcs[slot] = header.payloadCrc;
           batch.lsns[slot] = header.lsn;
           index++;
@@ -693,54 +776,20 @@ export class Log extends EventEmitter<LogEvents> {
   }
 
   /**
-   * `locations` and `copies` sorted in log order, merged into one array, with a flag per entry
-   * telling the copies (undefined when there are none). Not the order of the numbers: a
-   * rewrite's output gets a new segment ordinal, higher than those of the segments after it.
+   * `locations` and `copies` as keys in log order, merged into one array, with a flag per entry
+   * telling the copies (undefined when there are none). A key is a location with its segment's
+   * ordinal replaced by the segment's rank in `segments` (the log's segments now): log order is
+   * not the order of the locations, as a rewrite's output gets a new ordinal, higher than those
+   * of the segments after it.
    */
-  async #inLogOrder(locations: Float64Array, copies?: Float64Array): Promise<{ locations: Float64Array; copied: Uint8Array | undefined }> {
+  async #inLogOrder(locations: Float64Array, copies?: Float64Array): Promise<{ keys: Float64Array; copied: Uint8Array | undefined; segments: readonly Segment[] }> {
+    const segments = this.#segments.slice();
     const rank = new Map<number, number>();
-    this.#segments.forEach((segment, at) => rank.set(segment.ordinal, at));
-    const ranked = async (from: Float64Array): Promise<Float64Array> => {
-      const keys = new Float64Array(from.length);
-      let lastOrdinal = -1;
-      let lastRank = 0;
-      for (let at = 0; at < from.length; at++) {
-        const location = from[at]!;
-        const ordinal = Math.floor(location / LOCATION_SPAN);
-        if (ordinal !== lastOrdinal) {
-          const segmentRank = rank.get(ordinal);
-          if (segmentRank === undefined) throw new RangeError(`no segment holds location ${location}`);
-          lastOrdinal = ordinal;
-          lastRank = segmentRank;
-        }
-        keys[at] = location + (lastRank - ordinal) * LOCATION_SPAN;
-      }
-      return sortInTurns(keys, SORT_TURN_MS);
-    };
-    const visited = await ranked(locations);
-    const copied = copies === undefined || copies.length === 0 ? undefined : await ranked(copies);
-    const segments = this.#segments;
-    const unrank = (key: number): number => {
-      const segmentRank = Math.floor(key / LOCATION_SPAN);
-      return key + (segments[segmentRank]!.ordinal - segmentRank) * LOCATION_SPAN;
-    };
-    if (copied === undefined) {
-      for (let at = 0; at < visited.length; at++) visited[at] = unrank(visited[at]!);
-      return { locations: visited, copied: undefined };
-    }
-    const merged = new Float64Array(visited.length + copied.length);
-    const flags = new Uint8Array(merged.length);
-    let v = 0;
-    let c = 0;
-    for (let at = 0; at < merged.length; at++) {
-      if (c < copied.length && (v === visited.length || copied[c]! < visited[v]!)) {
-        merged[at] = unrank(copied[c++]!);
-        flags[at] = 1;
-      } else {
-        merged[at] = unrank(visited[v++]!);
-      }
-    }
-    return { locations: merged, copied: flags };
+    segments.forEach((segment, at) => rank.set(segment.ordinal, at));
+    const visited = await sortedKeys(locations, rank);
+    if (copies === undefined || copies.length === 0) return { keys: visited, copied: undefined, segments };
+    const merged = mergeKeys(visited, await sortedKeys(copies, rank));
+    return { keys: merged.keys, copied: merged.fromSecond, segments };
   }
 
   #segmentAt(ordinal: number): Segment | undefined {
@@ -760,20 +809,31 @@ export class Log extends EventEmitter<LogEvents> {
     this.#rewriting = true;
     const startedAt = performance.now();
     try {
-      await this.#commit.barrier(false); // the roll queued by cut() has run
+      // The roll cut() queued may still be syncing (and rolls queued before it, which create
+      // segments up to the cut). The output's file is created and produce() runs meanwhile
+      // (scanAt sorts first and waits for the rolls before it reads); the sources are taken once
+      // they have run. The output's name needs only the first segment's base LSN and a
+      // generation above those of the segments up to the cut, which rolls never change: they
+      // add appender segments (generation 0) at the end.
+      const rolled = this.#commit.barrier(false);
+      rolled.catch(() => undefined); // awaited below; not unhandled meanwhile
       void this.#closeRetired();
+      const first = this.#segments[0];
+      if (first === undefined || first.baseLsn > coverEndLsn) throw new RangeError(`coverEndLsn ${coverEndLsn} is not a segment boundary: pass the value cut() returned`);
+      const baseLsn = first.baseLsn;
+      let generation = 1;
+      for (const segment of this.#segments) if (segment.baseLsn <= coverEndLsn) generation = Math.max(generation, segment.generation + 1);
       const sources: Segment[] = [];
-      for (const segment of this.#segments) {
-        if (!segment.sealed || segment.lastLsn > coverEndLsn) break;
-        sources.push(segment);
-      }
-      const lastSource = sources[sources.length - 1];
-      if (lastSource === undefined || lastSource.lastLsn !== coverEndLsn) {
-        throw new RangeError(`coverEndLsn ${coverEndLsn} is not a segment boundary: pass the value cut() returned`);
-      }
-      const baseLsn = sources[0]!.baseLsn;
-      const generation = Math.max(...sources.map((s) => s.generation)) + 1;
-      const bytesBefore = sources.reduce((sum, s) => sum + s.sizeBytes, 0);
+      /** The segments the output replaces: every sealed one up to the cut, which must end a segment. */
+      const takeSources = (): void => {
+        for (const segment of this.#segments) {
+          if (!segment.sealed || segment.lastLsn > coverEndLsn) break;
+          sources.push(segment);
+        }
+        if (sources.length === 0 || sources[sources.length - 1]!.lastLsn !== coverEndLsn) {
+          throw new RangeError(`coverEndLsn ${coverEndLsn} is not a segment boundary: pass the value cut() returned`);
+        }
+      };
       const ordinal = this.#nextOrdinal++;
       const aside = await createSegmentAside(this.#fs, this.directory, baseLsn, generation, coverEndLsn);
       let offset = SEGMENT_HEADER_SIZE;
@@ -919,6 +979,8 @@ export class Log extends EventEmitter<LogEvents> {
           },
           flush,
         });
+        await rolled;
+        takeSources();
         // Readers hand a group over only at its last record: an output ending inside one would
         // read as damaged.
         if ((lastFlags & RecordFlag.groupContinues) !== 0) throw new RangeError('the rewrite output ends inside an atomic group');
@@ -938,6 +1000,7 @@ export class Log extends EventEmitter<LogEvents> {
       } catch (error) {
         await writing.catch(() => undefined);
         await syncing.catch(() => undefined);
+        await rolled.catch(() => undefined);
         await aside.handle.close().catch(() => undefined);
         await this.#fs.unlink(aside.tempPath).catch(() => undefined);
         throw error;
@@ -968,7 +1031,7 @@ export class Log extends EventEmitter<LogEvents> {
         throw error;
       }
       verify(() => this.#checkTiling());
-      return { bytesBefore, bytesAfter: offset, records, durationMs: performance.now() - startedAt };
+      return { bytesBefore: sources.reduce((sum, s) => sum + s.sizeBytes, 0), bytesAfter: offset, records, durationMs: performance.now() - startedAt };
     } finally {
       this.#rewriting = false;
     }

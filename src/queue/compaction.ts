@@ -374,6 +374,13 @@ function captureLive(index: JobIndex, batches: Iterable<UnindexedBatch>, now: nu
   return { capture, unindexed, acknowledgements, jobs, records: jobs + (capture.leaseBound > 0 ? 1 : 0), now };
 }
 
+/** `array` in one twice as long. */
+function grown(array: Float64Array): Float64Array<ArrayBuffer> {
+  const larger = new Float64Array(2 * array.length);
+  larger.set(array);
+  return larger;
+}
+
 /** Bytes of a record copied into a snapshot, with the checksum they carried in the log. */
 interface Part {
   readonly bytes: Uint8Array;
@@ -417,6 +424,8 @@ class SnapshotWriter {
   #sinceClock = 0;
   /** Where the scan copied the jobs that never started (their added records, as they are). */
   readonly #copies = new CopyMap();
+  /** Captured slots of the jobs the scan copies, in the order they were listed (see #liveLocations). */
+  #plainSlots = new Int32Array(0);
   /** 1 for each captured slot whose job was written as a snapshot record. */
   readonly #snapshotted: Uint8Array;
   jobs = 0;
@@ -442,6 +451,7 @@ class SnapshotWriter {
       signal,
     });
     this.jobs += copied;
+    this.#locateCopies();
     const leaseBound = this.#live.capture.leaseBound;
     if (leaseBound > 0) await output.write(encodeMeta(leaseBound), this.#cut);
     // A job missing here would be lost by the commit: refuse to commit instead.
@@ -450,30 +460,55 @@ class SnapshotWriter {
   }
 
   /**
-   * Where the live jobs' records are, in no order: `copy`, the added records of jobs that never
-   * started (their added record alone replays to their state: see #isPlain), and `visit`, the
-   * added (or snapshot) and last outcome records of every other job.
+   * Where the live jobs' records are: `copy`, the added records of jobs that never started
+   * (their added record alone replays to their state: see #isPlain), and `visit`, the added (or
+   * snapshot) and last outcome records of every other job, in no order. `copy` is in log order
+   * when the ids allow it cheaply (added records are appended in id order, and compaction keeps
+   * that order), which spares scanAt a sort of what is usually most of the live records;
+   * #plainSlots holds the captured slot of each.
    */
   #liveLocations(): { visit: Float64Array; copy: Float64Array } {
     const capture = this.#live.capture;
-    const visit = new Float64Array(2 * capture.liveJobs);
-    const copy = new Float64Array(capture.liveJobs + this.#live.unindexed.size);
+    const { states, ids, locations, outcomeLocations, attemptsMade, stalls, atSnapshot } = capture;
+    let visit: Float64Array = new Float64Array(Math.max(16, Math.min(2 * capture.liveJobs, 4096)));
+    const plain = new Int32Array(capture.liveJobs);
     let visits = 0;
-    let copies = 0;
-    for (let slot = 0; slot < capture.states.length; slot++) {
-      if (capture.states[slot] === StateCode.none) continue;
-      const location = capture.locations[slot]!;
-      if (this.#isPlain(slot)) {
-        copy[copies++] = location;
+    let plains = 0;
+    let lowestId = Infinity;
+    let highestId = -Infinity;
+    // One pass over the captured slots; #isPlain written out, as this runs once per live job.
+    for (let slot = 0; slot < states.length; slot++) {
+      const state = states[slot]!;
+      if (state === StateCode.none) continue;
+      if ((state === StateCode.pending || state === StateCode.delayed) && attemptsMade[slot] === 0 && stalls[slot] === 0 && atSnapshot[slot] === 0) {
+        plain[plains++] = slot;
+        const id = ids[slot]!;
+        if (id < lowestId) lowestId = id;
+        if (id > highestId) highestId = id;
         continue;
       }
+      if (visits + 2 > visit.length) visit = grown(visit);
+      const location = locations[slot]!;
       visit[visits++] = location;
-      const outcome = capture.outcomeLocations[slot]!;
+      const outcome = outcomeLocations[slot]!;
       if (outcome !== NO_LOCATION && outcome !== location) visit[visits++] = outcome;
     }
-    // Enqueued but not yet indexed: never started either.
+    // Id order by one bucket per id, when the ids are dense enough for that to be cheap.
+    let slots = plain.subarray(0, plains);
+    if (plains > 1 && highestId - lowestId < 4 * plains + 1024) {
+      const byId = new Int32Array(highestId - lowestId + 1).fill(-1);
+      for (let at = 0; at < plains; at++) byId[capture.ids[plain[at]!]! - lowestId] = plain[at]!;
+      let next = 0;
+      for (let at = 0; at < byId.length; at++) if (byId[at] !== -1) plain[next++] = byId[at]!;
+      slots = plain.subarray(0, next);
+    }
+    this.#plainSlots = slots;
+    const copy = new Float64Array(plains + this.#live.unindexed.size);
+    for (let at = 0; at < plains; at++) copy[at] = capture.locations[slots[at]!]!;
+    // Enqueued but not yet indexed: never started either, and appended after the others.
+    let copies = plains;
     for (const job of this.#live.unindexed.values()) copy[copies++] = job.location;
-    return { visit: visit.subarray(0, visits), copy: copy.subarray(0, copies) };
+    return { visit: visit.subarray(0, visits), copy };
   }
 
   /**
@@ -659,15 +694,24 @@ class SnapshotWriter {
    * step, and until then its old location stays readable (the engine keeps the replaced
    * segments until the next rewrite, which waits for this one).
    */
+  /**
+   * Where the copied jobs went, from the copy runs (the others were written one by one), while
+   * the output is still being synced. Asked in the order they were listed, usually log order,
+   * where each lookup hits the run the one before it did.
+   */
+  #locateCopies(): void {
+    const capture = this.#live.capture;
+    const plainSlots = this.#plainSlots;
+    for (let at = 0; at < plainSlots.length; at++) {
+      const slot = plainSlots[at]!;
+      this.#newLocations[slot] = this.#copies.find(capture.locations[slot]!);
+    }
+  }
+
   async relocate(index: JobIndex): Promise<void> {
     const capture = this.#live.capture;
     const states = capture.states;
     const newLocations = this.#newLocations;
-    const copies = this.#copies;
-    // Where the copied jobs went, from the copy runs (the others were written one by one).
-    for (let at = 0; at < states.length; at++) {
-      if (states[at] !== StateCode.none && newLocations[at] === NO_LOCATION) newLocations[at] = copies.find(capture.locations[at]!);
-    }
     let turnStartedAt = performance.now();
     for (let from = 0; from < states.length; from += RELOCATE_SLICE_SLOTS) {
       if (performance.now() - turnStartedAt >= MAX_TURN_MS) {
