@@ -148,24 +148,26 @@ interface CopyRun {
  */
 function extendRun(run: CopyRun, buffer: Buffer, got: number, keys: Float64Array, isCopy: Uint8Array, index: number, last: number, rangeKey: number): number {
   run.needBytes = 0;
+  const limit = run.start + COPY_RUN_BYTES;
   let at = index;
   let end = run.end;
-  for (; at < last && isCopy[at] === 1 && end - run.start < COPY_RUN_BYTES; at++) {
-    const offset = keys[at]! - rangeKey;
-    if (offset !== end) break;
-    if (offset + RECORD_HEADER_SIZE > got) {
+  let lastAt = run.last;
+  while (at < last && isCopy[at] === 1 && end < limit && keys[at]! - rangeKey === end) {
+    if (end + RECORD_HEADER_SIZE > got) {
       run.needBytes = RECORD_HEADER_SIZE;
       break;
     }
-    const lengthAt = offset + RECORD_LENGTH_OFFSET;
-    const next = offset + RECORD_HEADER_SIZE + ((buffer[lengthAt]! | (buffer[lengthAt + 1]! << 8) | (buffer[lengthAt + 2]! << 16)) + buffer[lengthAt + 3]! * 0x100_0000);
+    const lengthAt = end + RECORD_LENGTH_OFFSET;
+    const next = end + RECORD_HEADER_SIZE + ((buffer[lengthAt]! | (buffer[lengthAt + 1]! << 8) | (buffer[lengthAt + 2]! << 16)) + buffer[lengthAt + 3]! * 0x100_0000);
     if (next > got) {
-      run.needBytes = next - offset;
+      run.needBytes = next - end;
       break;
     }
-    run.last = offset;
+    lastAt = end;
     end = next;
+    at++;
   }
+  run.last = lastAt;
   run.end = end;
   return at;
 }
@@ -199,19 +201,36 @@ function rankInto(locations: Float64Array, keys: Float64Array, rank: ReadonlyMap
   return sorted;
 }
 
-/** Two ascending arrays merged into one; `fromSecond[i]` is 1 where keys[i] came from `second`. */
+/**
+ * Two ascending arrays merged into one; `fromSecond[i]` is 1 where keys[i] came from `second`.
+ * Stretches of `second` between two keys of `first` move as blocks (a binary search and a
+ * memcpy): in a compaction `second` is the copied records, usually nearly all of them.
+ */
 function mergeKeys(first: Float64Array, second: Float64Array): { keys: Float64Array; fromSecond: Uint8Array } {
   const keys = new Float64Array(first.length + second.length);
   const fromSecond = new Uint8Array(keys.length);
-  let f = 0;
+  let at = 0;
   let s = 0;
-  for (let at = 0; at < keys.length; at++) {
-    if (s < second.length && (f === first.length || second[s]! < first[f]!)) {
-      keys[at] = second[s++]!;
-      fromSecond[at] = 1;
-    } else {
-      keys[at] = first[f++]!;
+  for (let f = 0; f <= first.length; f++) {
+    // second[s, upTo) all come before first[f] (or are the rest, after the last of first).
+    let upTo = second.length;
+    if (f < first.length) {
+      const bound = first[f]!;
+      let low = s;
+      upTo = second.length;
+      while (low < upTo) {
+        const middle = (low + upTo) >>> 1;
+        if (second[middle]! < bound) low = middle + 1;
+        else upTo = middle;
+      }
     }
+    if (upTo > s) {
+      keys.set(second.subarray(s, upTo), at);
+      fromSecond.fill(1, at, at + upTo - s);
+      at += upTo - s;
+      s = upTo;
+    }
+    if (f < first.length) keys[at++] = first[f]!;
   }
   return { keys, fromSecond };
 }
@@ -349,7 +368,7 @@ export class Log extends EventEmitter<LogEvents> {
   readonly #byOrdinal = new Map<number, Segment>();
   /** Read buffers of scanAt() and staging chunks of rewrite(), kept between compactions. */
   readonly #scanBuffers = new BufferPool(2);
-  readonly #stageBuffers = new BufferPool(4);
+  readonly #stageBuffers = new BufferPool(6);
   /** Sources of the last rewrite: unlinked, but still readable until the next rewrite or close. */
   #retired: Segment[] = [];
   readonly #commit: GroupCommit;
@@ -848,11 +867,14 @@ export class Log extends EventEmitter<LogEvents> {
       let pendingBytes = 0;
       let pendingAt = offset;
       let unsyncedBytes = 0;
-      // One write in flight while the producer fills the next chunk, and one fdatasync in
-      // flight beside it: the output is synced as it grows (one flush of the whole output at the
+      // Up to two writes in flight while the producer fills the next chunk, and one fdatasync in
+      // flight beside them: the output is synced as it grows (one flush of the whole output at the
       // end would stall the device for the appends' own fdatasyncs), without the producer
       // waiting for each sync. A failure surfaces at the next flush or at the end.
       let writing: Promise<void> = Promise.resolve();
+      // The write before `writing` (the thread pool copies one into the page cache while the
+      // other is issued; with one, the producer waited for each).
+      let writingBefore: Promise<void> = Promise.resolve();
       let syncing: Promise<void> = Promise.resolve();
       let syncInFlight = false;
       const startSync = (): void => {
@@ -877,7 +899,7 @@ export class Log extends EventEmitter<LogEvents> {
           stage = newStage(REWRITE_CHUNK_BYTES);
           stageUsed = 0;
         }
-        await writing;
+        await writingBefore;
         if (pendingBytes === 0) return;
         const wait = pacer.delay(pendingBytes, this.#commit.awaitedSyncCount, performance.now());
         if (wait > 0) await pause(wait, options.signal);
@@ -889,6 +911,7 @@ export class Log extends EventEmitter<LogEvents> {
         staged = [];
         pendingAt += bytes;
         pendingBytes = 0;
+        writingBefore = writing;
         writing = writeAll(aside.handle, chunks, at).then(() => {
           for (const done of stages) this.#stageBuffers.give(done);
           unsyncedBytes += bytes;
@@ -1006,6 +1029,7 @@ export class Log extends EventEmitter<LogEvents> {
         pendingBytes += seal.length;
         offset += seal.length;
         await flush();
+        await writingBefore;
         await writing;
         await syncing;
         // A poisoned log commits nothing more: its directory may no longer match what it believes.
@@ -1014,6 +1038,7 @@ export class Log extends EventEmitter<LogEvents> {
         if (this.#status !== 'open') throw new ClosedError();
         await publishSegment(this.#fs, this.directory, aside.handle, aside.tempPath, aside.finalPath);
       } catch (error) {
+        await writingBefore.catch(() => undefined);
         await writing.catch(() => undefined);
         await syncing.catch(() => undefined);
         await rolled.catch(() => undefined);

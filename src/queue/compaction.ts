@@ -496,10 +496,11 @@ class SnapshotWriter {
     // Id order by one bucket per id, when the ids are dense enough for that to be cheap.
     let slots = plain.subarray(0, plains);
     if (plains > 1 && highestId - lowestId < 4 * plains + 1024) {
-      const byId = new Int32Array(highestId - lowestId + 1).fill(-1);
-      for (let at = 0; at < plains; at++) byId[capture.ids[plain[at]!]! - lowestId] = plain[at]!;
+      // Slot + 1, so the zeroes a new array starts with mean "no job".
+      const byId = new Int32Array(highestId - lowestId + 1);
+      for (let at = 0; at < plains; at++) byId[ids[plain[at]!]! - lowestId] = plain[at]! + 1;
       let next = 0;
-      for (let at = 0; at < byId.length; at++) if (byId[at] !== -1) plain[next++] = byId[at]!;
+      for (let at = 0; at < byId.length; at++) if (byId[at] !== 0) plain[next++] = byId[at]! - 1;
       slots = plain.subarray(0, next);
     }
     this.#plainSlots = slots;
