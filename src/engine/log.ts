@@ -172,6 +172,27 @@ function extendRun(run: CopyRun, buffer: Buffer, got: number, keys: Float64Array
   return at;
 }
 
+/**
+ * The records scanAt() reads with the one at keys[first] (a key of segment `segmentKey`): the
+ * following ones while they are in the same segment, within one read, and no more than a
+ * skippable gap after the one before (reading a wide gap costs more than a seek). Returns the
+ * index after the last one taken and the offset of the last one. Apart from scanAt, and with
+ * offsets by subtraction, so that this loop over every record is optimized quickly (a float %
+ * per record in a closure cost 12 ms per 500,000 records here).
+ */
+function planRange(keys: Float64Array, first: number, segmentKey: number): { last: number; end: number } {
+  const offset = keys[first]! - segmentKey;
+  let last = first + 1;
+  let end = offset;
+  while (last < keys.length) {
+    const nextOffset = keys[last]! - segmentKey;
+    if (nextOffset >= LOCATION_SPAN || nextOffset - offset >= SCAN_AT_READ_BYTES - SCAN_AT_SLACK_BYTES || nextOffset - end > SCAN_AT_GAP_BYTES) break;
+    end = nextOffset;
+    last++;
+  }
+  return { last, end };
+}
+
 /** `locations` as log-order keys (see Log.#inLogOrder), sorted. */
 async function sortedKeys(locations: Float64Array, rank: ReadonlyMap<number, number>): Promise<Float64Array> {
   const keys = new Float64Array(locations.length);
@@ -664,18 +685,7 @@ export class Log extends EventEmitter<LogEvents> {
       const base = locations[first]!;
       const segment = segmentFor(base);
       const offset = base % LOCATION_SPAN;
-      const segmentKey = base - offset;
-      let last = first + 1;
-      let end = offset;
-      // Take the following records while they are in the same segment, within one read, and no
-      // more than a skippable gap after the one before (reading a wide gap costs more than a seek).
-      // (Offsets by subtraction: a float % per record cost 12 ms per 500,000 here.)
-      while (last < count) {
-        const nextOffset = locations[last]! - segmentKey;
-        if (nextOffset >= LOCATION_SPAN || nextOffset - offset >= SCAN_AT_READ_BYTES - SCAN_AT_SLACK_BYTES || nextOffset - end > SCAN_AT_GAP_BYTES) break;
-        end = nextOffset;
-        last++;
-      }
+      const { last, end } = planRange(locations, first, base - offset);
       const length = Math.min(segment.sizeBytes - offset, Math.max(minBytes, end - offset + SCAN_AT_SLACK_BYTES));
       if (buffers[slot]!.length < length) {
         pool.give(buffers[slot]!);
