@@ -124,8 +124,8 @@ const EMPTY = new Uint8Array(0);
  * I/O are decided synchronously, and a 4 MiB chunk of them would otherwise hold up enqueues.
  */
 const MAX_TURN_MS = 0.25;
-/** Captured jobs relocated in one go (about a tenth of a millisecond's work once warm). */
-const RELOCATE_SLICE_SLOTS = 4096;
+/** Captured jobs listed, located or relocated in one go (about a tenth of a millisecond's work once warm). */
+const SLICE_SLOTS = 4096;
 /** Records between two looks at the clock. */
 const CLOCK_EVERY_RECORDS = 64;
 
@@ -444,14 +444,14 @@ class SnapshotWriter {
     // Only the records of live jobs are read: the dead stretches of the log are skipped. Jobs
     // that never started are copied by the scan itself, a run of adjacent ones at a time; the
     // others are visited.
-    const { visit, copy } = this.#liveLocations();
+    const { visit, copy } = await this.#liveLocations();
     const copied = await this.#log.scanAt(visit, (batch) => this.#visitBatch(batch), {
       verifyPayloads: false,
       copy: { locations: copy, into: output, map: this.#copies },
       signal,
     });
     this.jobs += copied;
-    this.#locateCopies();
+    await this.#locateCopies();
     const leaseBound = this.#live.capture.leaseBound;
     if (leaseBound > 0) await output.write(encodeMeta(leaseBound), this.#cut);
     // A job missing here would be lost by the commit: refuse to commit instead.
@@ -467,7 +467,7 @@ class SnapshotWriter {
    * that order), which spares scanAt a sort of what is usually most of the live records;
    * #plainSlots holds the captured slot of each.
    */
-  #liveLocations(): { visit: Float64Array; copy: Float64Array } {
+  async #liveLocations(): Promise<{ visit: Float64Array; copy: Float64Array }> {
     const capture = this.#live.capture;
     const { states, ids, locations, outcomeLocations, attemptsMade, stalls, atSnapshot } = capture;
     let visit: Float64Array = new Float64Array(Math.max(16, Math.min(2 * capture.liveJobs, 4096)));
@@ -476,32 +476,40 @@ class SnapshotWriter {
     let plains = 0;
     let lowestId = Infinity;
     let highestId = -Infinity;
-    // One pass over the captured slots; #isPlain written out, as this runs once per live job.
-    for (let slot = 0; slot < states.length; slot++) {
-      const state = states[slot]!;
-      if (state === StateCode.none) continue;
-      if ((state === StateCode.pending || state === StateCode.delayed) && attemptsMade[slot] === 0 && stalls[slot] === 0 && atSnapshot[slot] === 0) {
-        plain[plains++] = slot;
-        const id = ids[slot]!;
-        if (id < lowestId) lowestId = id;
-        if (id > highestId) highestId = id;
-        continue;
+    // One pass over the captured slots (#isPlain written out, as this runs once per live job),
+    // a slice at a time: a million jobs take tens of ms.
+    for (let from = 0; from < states.length; from += SLICE_SLOTS) {
+      await this.#turn();
+      const to = Math.min(states.length, from + SLICE_SLOTS);
+      for (let slot = from; slot < to; slot++) {
+        const state = states[slot]!;
+        if (state === StateCode.none) continue;
+        if ((state === StateCode.pending || state === StateCode.delayed) && attemptsMade[slot] === 0 && stalls[slot] === 0 && atSnapshot[slot] === 0) {
+          plain[plains++] = slot;
+          const id = ids[slot]!;
+          if (id < lowestId) lowestId = id;
+          if (id > highestId) highestId = id;
+          continue;
+        }
+        if (visits + 2 > visit.length) visit = grown(visit);
+        const location = locations[slot]!;
+        visit[visits++] = location;
+        const outcome = outcomeLocations[slot]!;
+        if (outcome !== NO_LOCATION && outcome !== location) visit[visits++] = outcome;
       }
-      if (visits + 2 > visit.length) visit = grown(visit);
-      const location = locations[slot]!;
-      visit[visits++] = location;
-      const outcome = outcomeLocations[slot]!;
-      if (outcome !== NO_LOCATION && outcome !== location) visit[visits++] = outcome;
     }
+    await this.#turn();
     // Id order by one bucket per id, when the ids are dense enough for that to be cheap.
     let slots = plain.subarray(0, plains);
     if (plains > 1 && highestId - lowestId < 4 * plains + 1024) {
       // Slot + 1, so the zeroes a new array starts with mean "no job".
       const byId = new Int32Array(highestId - lowestId + 1);
       for (let at = 0; at < plains; at++) byId[ids[plain[at]!]! - lowestId] = plain[at]! + 1;
+      await this.#turn();
       let next = 0;
       for (let at = 0; at < byId.length; at++) if (byId[at] !== 0) plain[next++] = byId[at]! - 1;
       slots = plain.subarray(0, next);
+      await this.#turn();
     }
     this.#plainSlots = slots;
     const copy = new Float64Array(plains + this.#live.unindexed.size);
@@ -700,13 +708,24 @@ class SnapshotWriter {
    * the output is still being synced. Asked in the order they were listed, usually log order,
    * where each lookup hits the run the one before it did.
    */
-  #locateCopies(): void {
+  async #locateCopies(): Promise<void> {
     const capture = this.#live.capture;
     const plainSlots = this.#plainSlots;
-    for (let at = 0; at < plainSlots.length; at++) {
-      const slot = plainSlots[at]!;
-      this.#newLocations[slot] = this.#copies.find(capture.locations[slot]!);
+    for (let from = 0; from < plainSlots.length; from += SLICE_SLOTS) {
+      await this.#turn();
+      const to = Math.min(plainSlots.length, from + SLICE_SLOTS);
+      for (let at = from; at < to; at++) {
+        const slot = plainSlots[at]!;
+        this.#newLocations[slot] = this.#copies.find(capture.locations[slot]!);
+      }
     }
+  }
+
+  /** Gives the event loop a turn once MAX_TURN_MS have passed without one. */
+  async #turn(): Promise<void> {
+    if (performance.now() - this.#turnStartedAt < MAX_TURN_MS) return;
+    await nextTurn();
+    this.#turnStartedAt = performance.now();
   }
 
   async relocate(index: JobIndex): Promise<void> {
@@ -714,12 +733,12 @@ class SnapshotWriter {
     const states = capture.states;
     const newLocations = this.#newLocations;
     let turnStartedAt = performance.now();
-    for (let from = 0; from < states.length; from += RELOCATE_SLICE_SLOTS) {
+    for (let from = 0; from < states.length; from += SLICE_SLOTS) {
       if (performance.now() - turnStartedAt >= MAX_TURN_MS) {
         await nextTurn();
         turnStartedAt = performance.now();
       }
-      index.relocateCaptured(capture, newLocations, this.#snapshotted, from, Math.min(states.length, from + RELOCATE_SLICE_SLOTS));
+      index.relocateCaptured(capture, newLocations, this.#snapshotted, from, Math.min(states.length, from + SLICE_SLOTS));
     }
     for (const [id, job] of this.#live.unindexed) {
       const slot = index.slotOf(id);
