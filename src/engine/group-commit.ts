@@ -120,6 +120,11 @@ export class GroupCommit {
   syncCount = 0;
   /** fdatasyncs that appends (or sync() callers) were waiting for: rolls' seals not included. */
   awaitedSyncCount = 0;
+
+  /** An append (or a sync() caller) is waiting for an fdatasync now. */
+  get syncAwaited(): boolean {
+    return this.#syncHead < this.#syncWaiters.length;
+  }
   batchCount = 0;
 
   constructor(target: CommitTarget, mode: Durability, maxBatchBytes: number, lastLsn: number) {

@@ -3,8 +3,9 @@
 // waits behind it (docs/compaction.md: the raw disk's p99 fdatasync grew ~20x beside a writer at
 // 800 MB/s, ~3x at 100 MB/s). So while appends have been synced recently, the rewrite is held to
 // a byte rate; when nobody syncs, it runs at full speed.
-// Promises: delay() never asks to wait when no append was synced within BUSY_WINDOW_MS; while
-// appends sync, the bytes let through over any span stay within rate × span plus one burst.
+// Promises: delay() never asks to wait when no append was synced within BUSY_WINDOW_MS and none
+// is waiting for a sync now; while appends sync, the bytes let through over any span stay within
+// rate × span plus one burst.
 
 /** A sync seen this recently (ms) means appends are waiting on the disk. */
 export const BUSY_WINDOW_MS = 100;
@@ -26,12 +27,13 @@ export class RewritePacer {
   }
 
   /**
-   * Milliseconds to wait before writing `bytes`, given the log's sync count and the time now.
-   * The caller waits that long, then writes.
+   * Milliseconds to wait before writing `bytes`, given the log's count of synced appends, whether
+   * an append is waiting for a sync right now (a slow fdatasync, which is when appends suffer
+   * most, may take longer than the window), and the time now. The caller waits, then writes.
    */
-  delay(bytes: number, syncCount: number, now: number): number {
+  delay(bytes: number, syncCount: number, now: number, syncAwaited = false): number {
     if (this.#bytesPerSecond === Infinity) return 0;
-    if (syncCount !== this.#seenSyncs) {
+    if (syncCount !== this.#seenSyncs || syncAwaited) {
       this.#seenSyncs = syncCount;
       this.#busyAt = now;
     }

@@ -44,6 +44,15 @@ describe('RewritePacer', () => {
     );
   });
 
+  it('keeps pacing while an append waits for a sync longer than the window', () => {
+    const pacer = new RewritePacer(1e6, 0, 0);
+    expect(pacer.delay(1e6, 1, 0)).toBeGreaterThan(900);
+    // No sync completed for 500 ms, but one is awaited all along (a slow fdatasync).
+    expect(pacer.delay(1e6, 1, 1000 + 5 * BUSY_WINDOW_MS, true)).toBeGreaterThan(400);
+    // Once nothing is awaited and the window has passed: full speed.
+    expect(pacer.delay(1e6, 1, 3000 + 5 * BUSY_WINDOW_MS)).toBe(0);
+  });
+
   it('goes back to full speed once no append has been synced for a while', () => {
     const pacer = new RewritePacer(1e6, 0, 0);
     expect(pacer.delay(1e6, 1, 0)).toBeGreaterThan(900); // a sync was seen: 1 MB at 1 MB/s

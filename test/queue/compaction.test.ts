@@ -308,10 +308,19 @@ describe('compaction', () => {
     const queue = await Queue.open(dir, { durability: 'none', compaction: { auto: false, maxBytesPerSecond } });
     const ids = await queue.enqueueMany(range(1, 3000).map((n) => ({ name: 'job', data: { n, pad: 'r'.repeat(1000) } })));
     const before = (await stateOf(queue, ids.slice(0, 20))).jobs;
+    // Synced enqueues flow before the compaction starts: it takes tens of ms now, and on a busy
+    // machine the first fdatasync could otherwise come back only after it had run unpaced.
     let compacting = true;
-    const compaction = queue.compact().finally(() => (compacting = false));
-    while (compacting) await queue.enqueue('job', { n: 0 }, { durability: 'sync' });
-    const report = await compaction;
+    let synced = 0;
+    const enqueuing = (async () => {
+      while (compacting) {
+        await queue.enqueue('job', { n: 0 }, { durability: 'sync' });
+        synced++;
+      }
+    })();
+    while (synced < 3) await new Promise((resolve) => setImmediate(resolve));
+    const report = await queue.compact().finally(() => (compacting = false));
+    await enqueuing;
     expect(report.bytesAfter).toBeGreaterThan(3 * 1024 * 1024);
     // The first chunk may go at once (no sync seen yet), and one short burst after it.
     expect(report.durationMs).toBeGreaterThanOrEqual(((report.bytesAfter - 2 * 1024 * 1024) / maxBytesPerSecond) * 1000);
