@@ -4,12 +4,13 @@
 //
 // A compaction cuts the log and, in the same tick, copies the index: that copy is exactly the
 // state after the last record before the cut. It then asks the engine to replace every segment
-// up to the cut by one segment holding the id lease and one record per live job: its added
-// record as it is if it never started, otherwise a snapshot record (its state, attempts, stalls
-// and run-at, and its added and last outcome records). Either way the bytes are copied from the
-// segments being replaced, reading only the ranges that hold live records, and keep the
-// checksums they had. Records after the cut are not touched and replay on top of the output as
-// they did on top of the history it replaces.
+// up to the cut by one segment holding one record per live job and then the id lease: its added
+// record as it is, header and all, if it never started (copied by the scan in runs of adjacent
+// records), otherwise a snapshot record (its state, attempts, stalls and run-at, and its added
+// and last outcome records). Either way the bytes are copied from the segments being replaced,
+// reading only the ranges that hold live records, and keep the checksums they had. Records after
+// the cut are not touched and replay on top of the output as they did on top of the history it
+// replaces.
 //
 // Promises:
 // - Replaying the output and then the records after the cut rebuilds the state the queue had.
