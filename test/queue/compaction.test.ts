@@ -467,6 +467,39 @@ describe('compaction', () => {
     });
   });
 
+  test('a job snapshotted while running, then released by close(), is written as a plain job by the next compaction', async ({ dir }) => {
+    // Pending again with no attempt and no stall, but it sits at a snapshot record: compaction
+    // must read it (not copy the snapshot blind as if it were an added record).
+    const first = await Queue.open(dir, { compaction: false });
+    const [held, waiting] = await first.enqueueMany([
+      { name: 'held', data: { n: 1, pad: 'h'.repeat(300) } },
+      { name: 'waiting', data: { n: 2 } },
+    ]);
+    const started = deferred<void>();
+    first.registerProcessor(async (job) => {
+      if (job.id !== held) return 'done';
+      started.resolve();
+      await new Promise(() => undefined); // ignores its signal: close() gives up on it
+    });
+    await started.promise;
+    await first.compact(); // the held job is active: written as a snapshot
+    await first.close({ timeoutMs: 10 }); // released
+    for (let round = 0; round < 3; round++) {
+      const queue = await Queue.open(dir, { compaction: false });
+      const job = await queue.getJob(held!);
+      expect(job).toMatchObject({ state: 'pending', stalls: 0, data: { n: 1, pad: 'h'.repeat(300) } });
+      expect(queue.counts()).toMatchObject({ pending: 2, active: 0 });
+      const liveBytes = queue.stats().liveBytes;
+      const report = await queue.compact();
+      expect(report.jobs).toBe(2);
+      expect(await queue.getJob(held!)).toEqual(job);
+      // Written as its added record, without a snapshot header: exactly the live data.
+      expect(report.bytesAfter, `round ${round}`).toBe(liveBytes + SEGMENT_FRAMING_BYTES);
+      await queue.close();
+    }
+    expect(waiting).toBeGreaterThan(held!);
+  });
+
   it('validates the compaction options', async () => {
     const disk = new SimFileSystem();
     for (const deadRatio of [0, 1, -0.5, Number.NaN]) {
