@@ -477,9 +477,11 @@ describe('compaction', () => {
     ]);
     const started = deferred<void>();
     first.registerProcessor(async (job) => {
-      if (job.id !== held) return 'done';
-      started.resolve();
-      await new Promise(() => undefined); // ignores its signal: close() gives up on it
+      if (job.id === held) {
+        started.resolve();
+        await new Promise(() => undefined); // ignores its signal: close() gives up on it
+      }
+      return 'done';
     });
     await started.promise;
     await first.compact(); // the held job is active: written as a snapshot
