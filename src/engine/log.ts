@@ -853,9 +853,9 @@ export class Log extends EventEmitter<LogEvents> {
     const startedAt = performance.now();
     try {
       // The roll cut() queued may still be syncing (and rolls queued before it, which create
-      // segments up to the cut). The output's file is created and produce() runs meanwhile
-      // (scanAt sorts first and waits for the rolls before it reads); the sources are taken once
-      // they have run. The output's name needs only the first segment's base LSN and a
+      // segments up to the cut). The output's file is created and produce() starts meanwhile
+      // (compaction lists its jobs; scanAt waits for the rolls before it ranks and reads); the
+      // sources are taken once they have run. The output's name needs only the first segment's base LSN and a
       // generation above those of the segments up to the cut, which rolls never change: they
       // add appender segments (generation 0) at the end.
       const rolled = this.#commit.barrier(false);

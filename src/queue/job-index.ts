@@ -323,8 +323,9 @@ export class JobIndex {
    * relocate() for the jobs of capture slots [from, to) that are still in the index, in one
    * pass over the columns (compaction moves every live job; a call per job cost ~0.4 µs each
    * before the JIT warmed up). `newLocations[at]` is where the job of capture slot `at` was
-   * written, `snapshotted[at]` 1 if as a snapshot record. A job keeps any location that changed
-   * since the capture (a new outcome); a job that is gone is skipped.
+   * written, `snapshotted[at]` 1 if as a snapshot record. A job that finished after the cut keeps
+   * its new outcome location; its own location cannot have changed (only compaction moves it);
+   * a job that is gone is skipped.
    */
   relocateCaptured(capture: IndexCapture, newLocations: Float64Array, snapshotted: Uint8Array, from: number, to: number): void {
     const ids = this.#ids;
