@@ -110,7 +110,11 @@ export function crc32Combine(crcA: number, crcB: number, lengthB: number): numbe
   return (multiplyModP(cachedShiftOperator(lengthB), crcA >>> 0) ^ crcB) >>> 0;
 }
 
-/** CRC-32 of B from crc(A ‖ B), crc(A) and B's length: the inverse of crc32Combine for a known prefix. */
+/**
+ * CRC-32 of B from crc(A ‖ B), crc(A) and B's length: the inverse of crc32Combine for a known
+ * prefix. Since crc(A ‖ B) = M·crc(A) ⊕ crc(B), crc(B) = M·crc(A) ⊕ crc(A ‖ B): the same
+ * combination, with crc(A ‖ B) in the place of crc(B).
+ */
 export function crc32WithoutPrefix(crcWhole: number, crcPrefix: number, lengthB: number): number {
-  return (multiplyModP(cachedShiftOperator(lengthB), crcPrefix >>> 0) ^ crcWhole) >>> 0;
+  return crc32Combine(crcPrefix, crcWhole, lengthB);
 }
