@@ -37,6 +37,7 @@ import {
   RECORD_LSN_OFFSET,
   RecordFlag,
   RecordType,
+  readU32,
   readU64,
 } from './record-format.ts';
 import { LOCATION_SPAN, packLocation, recoverDirectory } from './recovery.ts';
@@ -157,8 +158,7 @@ function extendRun(run: CopyRun, buffer: Buffer, got: number, keys: Float64Array
       run.needBytes = RECORD_HEADER_SIZE;
       break;
     }
-    const lengthAt = end + RECORD_LENGTH_OFFSET;
-    const next = end + RECORD_HEADER_SIZE + ((buffer[lengthAt]! | (buffer[lengthAt + 1]! << 8) | (buffer[lengthAt + 2]! << 16)) + buffer[lengthAt + 3]! * 0x100_0000);
+    const next = end + RECORD_HEADER_SIZE + readU32(buffer, end + RECORD_LENGTH_OFFSET);
     if (next > got) {
       run.needBytes = next - end;
       break;

@@ -86,7 +86,7 @@ export function readU64(source: Uint8Array, offset: number): number {
   return (low + lowTop) + high * 0x1_0000_0000;
 }
 
-function readU32(source: Uint8Array, offset: number): number {
+export function readU32(source: Uint8Array, offset: number): number {
   return (source[offset]! | (source[offset + 1]! << 8) | (source[offset + 2]! << 16)) + source[offset + 3]! * 0x100_0000;
 }
 
