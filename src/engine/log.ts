@@ -855,9 +855,9 @@ export class Log extends EventEmitter<LogEvents> {
       // The roll cut() queued may still be syncing (and rolls queued before it, which create
       // segments up to the cut). The output's file is created and produce() starts meanwhile
       // (compaction lists its jobs; scanAt waits for the rolls before it ranks and reads); the
-      // sources are taken once they have run. The output's name needs only the first segment's base LSN and a
-      // generation above those of the segments up to the cut, which rolls never change: they
-      // add appender segments (generation 0) at the end.
+      // sources are taken once they have run. The output's name needs only the first segment's
+      // base LSN and a generation above those of the segments up to the cut, which rolls never
+      // change: they add appender segments (generation 0) at the end.
       const rolled = this.#commit.barrier(false);
       rolled.catch(() => undefined); // awaited below; not unhandled meanwhile
       void this.#closeRetired();
@@ -881,9 +881,10 @@ export class Log extends EventEmitter<LogEvents> {
       const aside = await createSegmentAside(this.#fs, this.directory, baseLsn, generation, coverEndLsn);
       let offset = SEGMENT_HEADER_SIZE;
       let records = 0;
-      // Output records carry durableLsn 0: the output is synced before it exists, so it vouches
-      // for nothing else. Records are encoded straight into staging chunks (no buffer per record: compaction
-      // writes tens of thousands of small records and their garbage showed up as GC pauses).
+      // Records written afresh carry durableLsn 0 (the output is synced before it exists, so it
+      // vouches for nothing else); copied ones keep their headers as they were (docs/format.md).
+      // Records go straight into staging chunks (no buffer per record: compaction writes tens of
+      // thousands of small records and their garbage showed up as GC pauses).
       let pending: Buffer[] = [];
       let stage: Buffer = this.#stageBuffers.take(REWRITE_CHUNK_BYTES);
       let stageUsed = 0;
@@ -908,20 +909,18 @@ export class Log extends EventEmitter<LogEvents> {
       };
       // Staging chunks go back to the pool once written (see buffer-pool.ts).
       let staged: Buffer[] = [];
-      const newStage = (size: number): Buffer => this.#stageBuffers.take(Math.max(REWRITE_CHUNK_BYTES, size));
-      /** Moves the staged bytes to the pending writes. */
-      const retireStage = (): void => {
-        if (stageUsed === 0) return;
-        pending.push(stage.subarray(0, stageUsed));
-        staged.push(stage);
+      /** Moves the staged bytes to the pending writes and starts a chunk of at least `size` bytes. */
+      const nextStage = (size = REWRITE_CHUNK_BYTES): void => {
+        if (stageUsed > 0) {
+          pending.push(stage.subarray(0, stageUsed));
+          staged.push(stage);
+        }
+        stage = this.#stageBuffers.take(Math.max(REWRITE_CHUNK_BYTES, size));
+        stageUsed = 0;
       };
       const pacer = new RewritePacer(options.maxBytesPerSecond ?? Infinity, this.#commit.awaitedSyncCount, performance.now());
       const flush = async (): Promise<void> => {
-        if (stageUsed > 0) {
-          retireStage();
-          stage = newStage(REWRITE_CHUNK_BYTES);
-          stageUsed = 0;
-        }
+        if (stageUsed > 0) nextStage();
         await writingBefore;
         if (pendingBytes === 0) return;
         const wait = pacer.delay(pendingBytes, this.#commit.awaitedSyncCount, performance.now(), this.#commit.syncAwaited);
@@ -944,10 +943,7 @@ export class Log extends EventEmitter<LogEvents> {
       };
       /** Room for `size` bytes at stage[stageUsed]. */
       const reserve = (size: number): void => {
-        if (stageUsed + size <= stage.length) return;
-        retireStage();
-        stage = newStage(size);
-        stageUsed = 0;
+        if (stageUsed + size > stage.length) nextStage(size);
       };
       /** LSN and flags of the last record in the output: the next must be above, and the last may not continue a group. */
       let lastLsn = baseLsn - 1;
@@ -1009,11 +1005,7 @@ export class Log extends EventEmitter<LogEvents> {
           // fresh allocation each time (page faults, garbage collections).
           const location = packLocation(ordinal, offset);
           for (let from = start; from < end; ) {
-            if (stageUsed === stage.length) {
-              retireStage();
-              stage = newStage(REWRITE_CHUNK_BYTES);
-              stageUsed = 0;
-            }
+            if (stageUsed === stage.length) nextStage();
             const bytes = Math.min(end - from, stage.length - stageUsed);
             source.copy(stage, stageUsed, from, from + bytes);
             stageUsed += bytes;
