@@ -461,8 +461,10 @@ class SnapshotWriter {
   }
 
   /**
-   * Where the live jobs' records are: `copy`, the added records of jobs that never started
-   * (their added record alone replays to their state: see #isPlain), and `visit`, the added (or
+   * Where the live jobs' records are: `copy`, the added records of jobs that need no snapshot
+   * and sit at their added record (replaying it alone rebuilds their state: they never
+   * started, failed or stalled, and run-at changes only by a retry, which counts an attempt, or
+   * by a snapshot's replay), and `visit`, the added (or
    * snapshot) and last outcome records of every other job, in no order. `copy` is in log order
    * when the ids allow it cheaply (added records are appended in id order, and compaction keeps
    * that order), which spares scanAt a sort of what is usually most of the live records;
@@ -470,22 +472,21 @@ class SnapshotWriter {
    */
   async #liveLocations(): Promise<{ visit: Float64Array; copy: Float64Array }> {
     const capture = this.#live.capture;
-    const { states, ids, locations, outcomeLocations, attemptsMade, stalls, atSnapshot } = capture;
+    const { states, ids, locations, outcomeLocations, needsSnapshot, atSnapshot } = capture;
     let visit: Float64Array = new Float64Array(Math.max(16, Math.min(2 * capture.liveJobs, 4096)));
     const plain = new Int32Array(capture.liveJobs);
     let visits = 0;
     let plains = 0;
     let lowestId = Infinity;
     let highestId = -Infinity;
-    // One pass over the captured slots (#isPlain written out, as this runs once per live job),
-    // a slice at a time: a million jobs take tens of ms.
+    // One pass over the captured slots, a slice at a time: a million jobs take tens of ms.
     for (let from = 0; from < states.length; from += SLICE_SLOTS) {
       await this.#turn();
       const to = Math.min(states.length, from + SLICE_SLOTS);
       for (let slot = from; slot < to; slot++) {
         const state = states[slot]!;
         if (state === StateCode.none) continue;
-        if ((state === StateCode.pending || state === StateCode.delayed) && attemptsMade[slot] === 0 && stalls[slot] === 0 && atSnapshot[slot] === 0) {
+        if (needsSnapshot[slot] === 0 && atSnapshot[slot] === 0) {
           plain[plains++] = slot;
           const id = ids[slot]!;
           if (id < lowestId) lowestId = id;
@@ -530,8 +531,8 @@ class SnapshotWriter {
   async #explainMissing(): Promise<void> {
     const capture = this.#live.capture;
     for (let slot = 0; slot < capture.states.length; slot++) {
+      // Copied jobs were located (#locateCopies) before this runs.
       if (capture.states[slot] === StateCode.none || this.#newLocations[slot] !== NO_LOCATION) continue;
-      if (this.#isPlain(slot) && this.#copies.find(capture.locations[slot]!) !== -1) continue;
       await this.#log.read(capture.locations[slot]!);
       if (capture.outcomeLocations[slot] !== NO_LOCATION) await this.#log.read(capture.outcomeLocations[slot]!);
     }
@@ -625,25 +626,17 @@ class SnapshotWriter {
   }
 
   /**
-   * True when replaying the job's added record alone rebuilds its captured state: it never
-   * started, never stalled, and its location holds its added record (run-at changes only by a
-   * retry, which counts an attempt, or by a snapshot's replay). Such a job needs no snapshot
-   * record; its added record is copied as it is (most live jobs of a backlog are like this).
+   * For a job at a snapshot record whose added part holds `addedRunAt`: true when replaying that
+   * added part alone rebuilds the job's captured state (it needs no snapshot, and its run-at is
+   * still the one it was enqueued with). A job released by close() after a compaction wrote it
+   * active is like this.
    */
-  #isPlain(slot: number): boolean {
-    const capture = this.#live.capture;
-    const state = capture.states[slot];
-    return (state === StateCode.pending || state === StateCode.delayed) && capture.attemptsMade[slot] === 0 && capture.stalls[slot] === 0 && capture.atSnapshot[slot] === 0;
-  }
-
-  /** Like #isPlain, for a job at a snapshot record whose added part holds `addedRunAt`. */
   #isPlainAtSnapshot(slot: number, addedRunAt: number): boolean {
     const capture = this.#live.capture;
-    const state = capture.states[slot];
-    return (state === StateCode.pending || state === StateCode.delayed) && capture.attemptsMade[slot] === 0 && capture.stalls[slot] === 0 && capture.runAts[slot] === addedRunAt;
+    return capture.needsSnapshot[slot] === 0 && capture.runAts[slot] === addedRunAt;
   }
 
-  /** Copies the added record of a plain job (see #isPlain) into the output. */
+  /** Copies the added part of a plain job at a snapshot record (see #isPlainAtSnapshot) into the output. */
   #copyPlain(slot: number, lsn: number, added: Part): Promise<void> | undefined {
     if (this.#stopping()) throw new ClosedError('queue');
     this.#newLocations[slot] = this.#output!.writeCopyAt(lsn, added.crc, added.bytes);

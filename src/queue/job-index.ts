@@ -50,6 +50,8 @@ export interface IndexCapture {
   readonly attemptsMade: Uint32Array;
   /** 1 where the job's location holds a snapshot record rather than its added record. */
   readonly atSnapshot: Uint8Array;
+  /** 1 where compaction must write the job as a snapshot record (see JobIndex.#needsSnapshot). */
+  readonly needsSnapshot: Uint8Array;
 }
 
 const NO_SIZES = { addedBytes: 0, outcomeBytes: 0 } as const;
@@ -378,6 +380,7 @@ export class JobIndex {
       stalls: this.#stalls.slice(0, end),
       attemptsMade: this.#attemptsMade.slice(0, end),
       atSnapshot: this.#atSnapshot.slice(0, end),
+      needsSnapshot: this.#snapshotFlags.slice(0, end),
     };
   }
 
