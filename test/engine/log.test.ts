@@ -19,6 +19,16 @@ function payloadOf(i: number, size = 16): Buffer {
   return bytes;
 }
 
+/** Appends `count` records (record i: payloadOf(i, sizeOf(i))) one awaited at a time; returns their locations. */
+async function appendAll(log: Log, count: number, sizeOf: (i: number) => number = () => 100): Promise<number[]> {
+  const locations: number[] = [];
+  for (let i = 0; i < count; i++) {
+    await log.append(payloadOf(i, sizeOf(i)));
+    locations.push(log.lastLocation);
+  }
+  return locations;
+}
+
 async function replay(dir: string, options: LogOptions = {}): Promise<{ log: Log; records: { lsn: number; payload: Buffer; location: number }[] }> {
   const records: { lsn: number; payload: Buffer; location: number }[] = [];
   const log = await Log.open(dir, { ...options, onRecord: (payload, lsn, location) => records.push({ lsn, payload: Buffer.from(payload), location }) });
@@ -276,11 +286,7 @@ describe('Log', () => {
 
   test('scanAt streams the sealed records asked for, waiting for an async visitor', async ({ dir }) => {
     const log = await Log.open(dir, { segmentSize: 4096 });
-    const locations: number[] = [];
-    for (let i = 0; i < 100; i++) {
-      await log.append(payloadOf(i, 100));
-      locations.push(log.lastLocation);
-    }
+    const locations = await appendAll(log, 100);
     const cut = log.cut();
     expect(cut).toBe(100);
     await log.append(payloadOf(100, 100)); // after the cut
@@ -324,11 +330,7 @@ describe('Log', () => {
 
   test('a rewrite that copies with carried checksums keeps damage visible instead of blessing it', async ({ dir }) => {
     const log = await Log.open(dir);
-    const locations: number[] = [];
-    for (let i = 0; i < 20; i++) {
-      await log.append(payloadOf(i, 100));
-      locations.push(log.lastLocation);
-    }
+    const locations = await appendAll(log, 20);
     const cut = log.cut();
     await log.sync();
     const [source] = segmentFiles(dir);
@@ -361,12 +363,8 @@ describe('Log', () => {
 
   test('scanAt visits exactly the records asked for, in log order, however far apart or large', async ({ dir }) => {
     const log = await Log.open(dir, { segmentSize: 256 * 1024 });
-    const locations: number[] = [];
     // Small records, a few larger than the slack scanAt reads past a record's start, and wide gaps.
-    for (let i = 0; i < 600; i++) {
-      await log.append(payloadOf(i, i % 97 === 0 ? 100_000 : 200 + (i % 13) * 50));
-      locations.push(log.lastLocation);
-    }
+    const locations = await appendAll(log, 600, (i) => (i % 97 === 0 ? 100_000 : 200 + (i % 13) * 50));
     let cut = log.cut();
     // Rewrite it all: the copies sit in a segment whose ordinal is higher than the next ones'.
     const moved: number[] = [];
@@ -479,11 +477,7 @@ describe('Log', () => {
 
   test('scanAt reports a copied run whose last record has a damaged header, naming file and offset', async ({ dir }) => {
     const log = await Log.open(dir);
-    const locations: number[] = [];
-    for (let i = 0; i < 10; i++) {
-      await log.append(payloadOf(i, 100));
-      locations.push(log.lastLocation);
-    }
+    const locations = await appendAll(log, 10);
     const cut = log.cut();
     await log.sync();
     const [source] = segmentFiles(dir);
