@@ -422,27 +422,23 @@ describe('compaction', () => {
       await reopened.close();
     });
 
-    test('keeps damage in a live job visible after copying it: the job reads as corrupt, and so does the next open', async ({ dir }) => {
-      const { pending, files } = await build(dir);
-      const queue = await Queue.open(dir, options);
-      damageAdded(files, 'live-104', 80); // in the job's data
-      await queue.compact();
-      await expect(queue.getJob(pending[4]!)).rejects.toMatchObject({ code: 'ERR_BLERO_CORRUPT' });
-      expect((await queue.getJob(pending[5]!))?.data).toEqual({ n: 105 });
-      await queue.close();
-      await expect(Queue.open(dir, options)).rejects.toMatchObject({ code: 'ERR_BLERO_CORRUPT', reason: 'sealed-segment-damage' });
-    });
-
-    test('copies a never-started job with a damaged id as it is: it reads as corrupt, and so does the next open', async ({ dir }) => {
-      const { pending, files } = await build(dir);
-      const queue = await Queue.open(dir, options);
-      damageAdded(files, 'live-107', 3); // in the job's id
-      await queue.compact();
-      await expect(queue.getJob(pending[7]!)).rejects.toMatchObject({ code: 'ERR_BLERO_CORRUPT' });
-      expect((await queue.getJob(pending[6]!))?.data).toEqual({ n: 106 });
-      await queue.close();
-      await expect(Queue.open(dir, options)).rejects.toMatchObject({ code: 'ERR_BLERO_CORRUPT', reason: 'sealed-segment-damage' });
-    });
+    // A never-started job is copied as it is, damage and all: it reads as corrupt afterwards, its
+    // neighbour reads fine, and the next open refuses the compacted segment.
+    for (const { where, damaged, delta, intact } of [
+      { where: 'data', damaged: 4, delta: 80, intact: 5 },
+      { where: 'id', damaged: 7, delta: 3, intact: 6 },
+    ]) {
+      test(`copies a never-started job with damage in its ${where} as it is: the job reads as corrupt, and so does the next open`, async ({ dir }) => {
+        const { pending, files } = await build(dir);
+        const queue = await Queue.open(dir, options);
+        damageAdded(files, `live-${100 + damaged}`, delta);
+        await queue.compact();
+        await expect(queue.getJob(pending[damaged]!)).rejects.toMatchObject({ code: 'ERR_BLERO_CORRUPT' });
+        expect((await queue.getJob(pending[intact]!))?.data).toEqual({ n: 100 + intact });
+        await queue.close();
+        await expect(Queue.open(dir, options)).rejects.toMatchObject({ code: 'ERR_BLERO_CORRUPT', reason: 'sealed-segment-damage' });
+      });
+    }
 
     test('refuses to commit when damage hides a live job it must snapshot, and names the damaged record', async ({ dir }) => {
       // Retained completed jobs are snapshotted: their records are read and decided one by one.
