@@ -93,10 +93,18 @@ async function timedCompaction(context: BenchContext, jobs: number, pad: string,
   }
 }
 
-function throughputFigures(report: CompactionReport, logBytes: number): { rate: number; detail: string } {
+/** The row of one timed compaction: MB/s of live data written, as a ratio to the disk beside it. */
+function throughputRowOf(report: CompactionReport, logBytes: number, key: string, label: string): Row {
   return {
-    rate: report.bytesAfter / MB / (report.durationMs / 1000),
+    section: 'compaction',
+    key,
+    label,
+    value: report.bytesAfter / MB / (report.durationMs / 1000),
+    unit: 'MB/s',
     detail: `${formatNumber(report.bytesAfter / MB)} MB live written (${formatNumber(report.jobs)} jobs) from ${formatNumber(report.bytesBefore / MB)} MB (log ${formatNumber(logBytes / MB)} MB) in ${formatNumber(report.durationMs)} ms, including its fsyncs`,
+    ratio: { to: 'compaction.disk-sequential' },
+    status: 'measured',
+    data: { jobs: report.jobs, bytesBefore: report.bytesBefore, bytesAfter: report.bytesAfter, durationMs: report.durationMs },
   };
 }
 
@@ -106,19 +114,8 @@ async function throughputRow(context: BenchContext, dataBytes: 1000 | 100): Prom
   const pad = 'x'.repeat(Math.max(0, dataBytes - 20));
   context.progress(`compaction: throughput, ${jobs.toLocaleString('en-US')} jobs of ~${dataBytes} B, half completed`);
   const { report, logBytes } = await timedCompaction(context, jobs, pad, `compaction-throughput-${dataBytes}`);
-  const { rate, detail } = throughputFigures(report, logBytes);
-  return {
-    section: 'compaction',
-    key: `compaction.throughput.${dataBytes}`,
-    label: `compaction throughput, jobs of ~${formatNumber(dataBytes)} B of data, log half dead`,
-    value: rate,
-    unit: 'MB/s',
-    detail,
-    ratio: { to: 'compaction.disk-sequential' },
-    target: { of: 'ratio', atLeast: 0.5 },
-    status: 'measured',
-    data: { jobs: report.jobs, bytesBefore: report.bytesBefore, bytesAfter: report.bytesAfter, durationMs: report.durationMs },
-  };
+  const label = `compaction throughput, jobs of ~${formatNumber(dataBytes)} B of data, log half dead`;
+  return { ...throughputRowOf(report, logBytes, `compaction.throughput.${dataBytes}`, label), target: { of: 'ratio', atLeast: 0.5 } };
 }
 
 /** The 100-byte row on a small log: what a compaction costs when its fixed costs weigh most. */
@@ -126,18 +123,8 @@ async function smallLogRow(context: BenchContext): Promise<Row> {
   const jobs = 2 * (context.config.full ? FULL_SIZES : QUICK_SIZES).smallJobs;
   context.progress(`compaction: a small log, ${jobs.toLocaleString('en-US')} jobs of ~100 B, half completed`);
   const { report, logBytes } = await timedCompaction(context, jobs, 'x'.repeat(80), 'compaction-small');
-  const { rate, detail } = throughputFigures(report, logBytes);
-  return {
-    section: 'compaction',
-    key: 'compaction.throughput.100.small',
-    label: 'the 100 B row on a small log (fixed costs weigh: the roll at the cut, renames, directory fsyncs)',
-    value: rate,
-    unit: 'MB/s',
-    detail,
-    ratio: { to: 'compaction.disk-sequential' },
-    status: 'measured',
-    data: { jobs: report.jobs, bytesBefore: report.bytesBefore, bytesAfter: report.bytesAfter, durationMs: report.durationMs },
-  };
+  const label = 'the 100 B row on a small log (fixed costs weigh: the roll at the cut, renames, directory fsyncs)';
+  return throughputRowOf(report, logBytes, 'compaction.throughput.100.small', label);
 }
 
 /**
