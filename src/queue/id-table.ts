@@ -89,6 +89,36 @@ export class IdTable {
     return copy;
   }
 
+  /**
+   * The slot of every id, in increasing id order: compaction lists live jobs this way, since
+   * added records are appended in id order. O(pages × PAGE_SIZE + sparse ids × log).
+   */
+  slotsInIdOrder(): Int32Array {
+    const slots = new Int32Array(this.#size);
+    const pageNumbers = [...this.#pages.keys()].sort((a, b) => a - b);
+    const sparseIds = [...this.#sparse.keys()].sort((a, b) => a - b);
+    let count = 0;
+    let sparseAt = 0;
+    for (const pageNumber of pageNumbers) {
+      const base = pageNumber * PAGE_SIZE;
+      const page = this.#pages.get(pageNumber)!.slots;
+      for (; sparseAt < sparseIds.length && sparseIds[sparseAt]! < base; sparseAt++) slots[count++] = this.#sparse.get(sparseIds[sparseAt]!)!;
+      if (!(sparseAt < sparseIds.length && sparseIds[sparseAt]! < base + PAGE_SIZE)) {
+        count = pageSlotsInto(page, slots, count);
+        continue;
+      }
+      // A page dropped and made again (an older id added after its page went sparse): its old ids
+      // are in the sparse map, interleaved with the page's.
+      for (let offset = 0; offset < PAGE_SIZE; offset++) {
+        if (sparseIds[sparseAt] === base + offset) slots[count++] = this.#sparse.get(sparseIds[sparseAt++]!)!;
+        else if (page[offset] !== 0) slots[count++] = page[offset]! - 1;
+      }
+    }
+    for (; sparseAt < sparseIds.length; sparseAt++) slots[count++] = this.#sparse.get(sparseIds[sparseAt]!)!;
+    if (count !== slots.length) fail(`id table holds ${count} ids, counted ${slots.length}`);
+    return slots;
+  }
+
   #dropPage(pageNumber: number, page: Page): void {
     const base = pageNumber * PAGE_SIZE;
     for (let offset = 0; page.live > 0 && offset < PAGE_SIZE; offset++) {
@@ -99,4 +129,13 @@ export class IdTable {
     }
     this.#pages.delete(pageNumber);
   }
+}
+
+/** Appends the slots a page holds (stored as slot + 1, 0 for none) to `into` from `count` on; returns the new count. */
+function pageSlotsInto(page: Int32Array, into: Int32Array, count: number): number {
+  for (let offset = 0; offset < page.length; offset++) {
+    const stored = page[offset]!;
+    if (stored !== 0) into[count++] = stored - 1;
+  }
+  return count;
 }

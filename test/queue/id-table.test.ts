@@ -36,6 +36,9 @@ describe('id table', () => {
             expect(table.size).toBe(model.size);
           }
           for (let id = 1; id <= nextId + 1; id++) expect(table.get(id)).toBe(model.get(id) ?? -1);
+          // Compaction lists live jobs in id order from here: pages and sparse ids interleaved.
+          const inIdOrder = [...model.keys()].sort((a, b) => a - b).map((id) => model.get(id)!);
+          expect([...table.slotsInIdOrder()]).toEqual(inIdOrder);
           expect(table.delete(nextId + 5)).toBe(false);
         },
       ),
@@ -52,5 +55,16 @@ describe('id table', () => {
     table.set(2 ** 47 + 3, 9);
     expect(table.get(2 ** 47 + 3)).toBe(9);
     expect(table.get(2 ** 47 + 4)).toBe(-1);
+  });
+
+  it('lists slots in id order when a dropped page is made again by an older id', () => {
+    const table = new IdTable();
+    for (let id = 1; id <= 20; id++) table.set(id, 100 + id);
+    table.set(3000, 5);
+    // The first page goes sparse (its ids move to the overflow map), then an older id makes it again.
+    for (let id = 1; id <= 18; id++) table.delete(id);
+    table.set(10, 7);
+    table.set(30, 8);
+    expect([...table.slotsInIdOrder()]).toEqual([7, 119, 120, 8, 5]);
   });
 });
