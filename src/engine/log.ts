@@ -41,7 +41,7 @@ import {
   readU64,
 } from './record-format.ts';
 import { LOCATION_SPAN, packLocation, recoverDirectory } from './recovery.ts';
-import type { CopyMap } from './copy-map.ts';
+import { CopyMap } from './copy-map.ts';
 import type { QuarantineReport, TruncatedTail } from './recovery.ts';
 import { readFully } from './segment-reader.ts';
 import { createSegment, createSegmentAside, encodeMarker, encodeSeal, publishSegment, writeAll, writeAllSync } from './segment-writer.ts';
@@ -110,8 +110,10 @@ export interface RewriteOutput {
    * checksums and flags do not change, so a run of them costs one copy, however many records
    * it holds. `lastRecordAt` is where the last one's header starts. Returns the location of the
    * first; the others keep their distances from it. Like writeCopy(), it never writes to disk.
+   * With `release`, the bytes are not even copied: the output writes them from `source`, which
+   * the caller must leave as it is until the output calls release() (once they are written).
    */
-  copyRecords(source: Buffer, start: number, end: number, count: number, lastRecordAt: number): number;
+  copyRecords(source: Buffer, start: number, end: number, count: number, lastRecordAt: number, release?: () => void): number;
   /** The location the next record written will get. */
   readonly nextLocation: number;
   /** True once the buffered bytes reach the output's chunk size. */
@@ -139,15 +141,31 @@ interface CopyRun {
   last: number;
   /** Set when the record at the returned index runs past the bytes read: how many it needs from its start. */
   needBytes: number;
+  /** Where in the output the run will start. */
+  to: number;
 }
 
 /**
  * Adds to `run` the records to copy from keys[index] on, while each starts where the run
- * ends and lies whole in buffer[0, got); returns the index of the first record not added.
+ * ends and lies whole in buffer[0, got); returns the index of the first record not added. The
+ * record at keys[at] will be copied to its buffer offset + `shift`: that goes to
+ * newLocations[at + newBase].
  * Kept small and apart from scanAt so that it is optimized quickly: it is the loop that runs
  * once per copied record.
  */
-function extendRun(run: CopyRun, buffer: Buffer, got: number, keys: Float64Array, isCopy: Uint8Array, index: number, last: number, rangeKey: number): number {
+function extendRun(
+  run: CopyRun,
+  buffer: Buffer,
+  got: number,
+  keys: Float64Array,
+  isCopy: Uint8Array,
+  index: number,
+  last: number,
+  rangeKey: number,
+  newLocations: Float64Array,
+  newBase: number,
+  shift: number,
+): number {
   run.needBytes = 0;
   const limit = run.start + COPY_RUN_BYTES;
   let at = index;
@@ -163,6 +181,7 @@ function extendRun(run: CopyRun, buffer: Buffer, got: number, keys: Float64Array
       run.needBytes = next - end;
       break;
     }
+    newLocations[at + newBase] = end + shift;
     lastAt = end;
     end = next;
     at++;
@@ -193,8 +212,8 @@ function planRange(keys: Float64Array, first: number, segmentKey: number): { las
   return { last, end };
 }
 
-/** `locations` as log-order keys (see Log.#inLogOrder), sorted. */
-async function sortedKeys(locations: Float64Array, rank: ReadonlyMap<number, number>): Promise<Float64Array> {
+/** `locations` as log-order keys (see Log.#inLogOrder), sorted; `given` when they came in log order. */
+async function sortedKeys(locations: Float64Array, rank: ReadonlyMap<number, number>): Promise<{ keys: Float64Array; given: boolean }> {
   const keys = new Float64Array(locations.length);
   let sorted = true;
   let turnStartedAt = performance.now();
@@ -208,7 +227,7 @@ async function sortedKeys(locations: Float64Array, rank: ReadonlyMap<number, num
     }
   }
   // A caller that lists them in log order already (compaction lists never-started jobs by id) saves the sort.
-  return sorted ? keys : sortInTurns(keys, SORT_TURN_MS);
+  return { keys: sorted ? keys : await sortInTurns(keys, SORT_TURN_MS), given: sorted };
 }
 
 /** Fills `keys` with the keys of `locations`; true when they came out ascending. */
@@ -222,7 +241,8 @@ function rankInto(locations: Float64Array, keys: Float64Array, rank: ReadonlyMap
     const ordinal = Math.floor(location / LOCATION_SPAN);
     if (ordinal !== lastOrdinal) {
       const segmentRank = rank.get(ordinal);
-      if (segmentRank === undefined) throw new RangeError(`no segment holds location ${location}`);
+      // Thrown by a call: a template string with a location here slowed the whole loop (see JobIndex.relocateCaptured).
+      if (segmentRank === undefined) noSegmentHolds(location);
       lastOrdinal = ordinal;
       delta = (segmentRank - ordinal) * LOCATION_SPAN;
     }
@@ -231,6 +251,10 @@ function rankInto(locations: Float64Array, keys: Float64Array, rank: ReadonlyMap
     keys[at] = previous = key;
   }
   return sorted;
+}
+
+function noSegmentHolds(location: number): never {
+  throw new RangeError(`no segment holds location ${location}`);
 }
 
 /**
@@ -292,8 +316,8 @@ const COPY_RUN_BYTES = 1024 * 1024;
 export interface ScanCopy {
   readonly locations: Float64Array;
   readonly into: RewriteOutput;
-  /** Filled with where each run went. */
-  readonly map: CopyMap;
+  /** Filled with where each record went: newLocations[i] is the new location of locations[i]. */
+  readonly newLocations: Float64Array;
 }
 
 /** Records per scan batch: enough that the per-batch costs vanish, few enough to stay in cache. */
@@ -401,7 +425,8 @@ export class Log extends EventEmitter<LogEvents> {
   readonly #segments: Segment[];
   readonly #byOrdinal = new Map<number, Segment>();
   /** Read buffers of scanAt() and staging chunks of rewrite(), kept between compactions. */
-  readonly #scanBuffers = new BufferPool(2);
+  /** Two being read and visited, and up to four whose copied runs are being written (see scanAt). */
+  readonly #scanBuffers = new BufferPool(6);
   readonly #stageBuffers = new BufferPool(6);
   /** Sources of the last rewrite: unlinked, but still readable until the next rewrite or close. */
   #retired: Segment[] = [];
@@ -653,8 +678,9 @@ export class Log extends EventEmitter<LogEvents> {
    *
    * With `copy`, the records at `copy.locations` are not visited but copied as they are into
    * `copy.into` (copyRecords), in the same log order as the visited ones (the visitor has written
-   * everything before a copied record when it is copied), a run of adjacent ones at a time; the
-   * map tells where each went. Their bytes are not decoded one by one: a record's length is taken
+   * everything before a copied record when it is copied), a run of adjacent ones at a time;
+   * `copy.newLocations` is filled with where each went (cheapest when `copy.locations` come in
+   * log order: then no record is looked up). Their bytes are not decoded one by one: a record's length is taken
    * from its header and proven by the next record of its run starting right where it ends, and
    * the last record of every run has its header checked. Their checksums go with them, so the
    * output's readers check them as they would have checked the source. Resolves with the number
@@ -671,7 +697,14 @@ export class Log extends EventEmitter<LogEvents> {
     // for is in a segment of the list, and sealed.
     await this.#commit.barrier(false);
     // Log-order keys, not locations (see #inLogOrder): `keys` and `segments` go together.
-    const { keys: locations, copied: isCopy, segments } = await this.#inLogOrder(wanted, copy?.locations);
+    const { keys: locations, copied: isCopy, segments, copiesInOrder } = await this.#inLogOrder(wanted, copy?.locations);
+    const copies = copy?.locations.length ?? 0;
+    if (copy !== undefined && copy.newLocations.length !== copies) throw new RangeError(`copy.newLocations holds ${copy.newLocations.length} entries for ${copies} locations`);
+    // Where each copied record went, in log order: straight into copy.newLocations when that is
+    // the order they were given in (the usual case: no per-record lookups at all), else mapped
+    // by run afterwards.
+    const copiedTo = copiesInOrder ? copy?.newLocations.fill(-1) : new Float64Array(copies);
+    const runs = copiesInOrder ? undefined : new CopyMap();
     const count = locations.length;
     const verifyPayloads = options.verifyPayloads ?? true;
     const signal = options.signal;
@@ -680,6 +713,32 @@ export class Log extends EventEmitter<LogEvents> {
     const pool = this.#scanBuffers;
     // Two buffers: one range being visited, the next one being read.
     const buffers = [pool.take(SCAN_AT_READ_BYTES), pool.take(SCAN_AT_READ_BYTES)];
+    // Copied runs are written from the buffer they were read into (no copy: for small records
+    // the copies cost more than the records' framing). A buffer the output still holds runs of
+    // is `lent` (how many): the scan reads into another one meanwhile, and the last release
+    // gives it back to the pool once the scan is done with it too (`dropped`).
+    const lent = new Map<Buffer, number>();
+    const dropped = new Set<Buffer>();
+    const lend = (buffer: Buffer): (() => void) => {
+      lent.set(buffer, (lent.get(buffer) ?? 0) + 1);
+      let released = false;
+      return () => {
+        if (released) return;
+        released = true;
+        const left = lent.get(buffer)! - 1;
+        if (left > 0) {
+          lent.set(buffer, left);
+          return;
+        }
+        lent.delete(buffer);
+        if (dropped.delete(buffer)) pool.give(buffer);
+      };
+    };
+    /** The scan is done with `buffer`: back to the pool, or to the last release of its runs. */
+    const drop = (buffer: Buffer): void => {
+      if (lent.has(buffer)) dropped.add(buffer);
+      else pool.give(buffer);
+    };
     /** The byte range holding locations [first, last) of one segment, read into buffers[slot]. */
     interface Range {
       readonly segment: Segment;
@@ -700,9 +759,9 @@ export class Log extends EventEmitter<LogEvents> {
       const offset = base % LOCATION_SPAN;
       const { last, end } = planRange(locations, first, base - offset);
       const length = Math.min(segment.sizeBytes - offset, Math.max(minBytes, end - offset + SCAN_AT_SLACK_BYTES));
-      if (buffers[slot]!.length < length) {
-        pool.give(buffers[slot]!);
-        buffers[slot] = pool.take(length);
+      if (buffers[slot]!.length < length || lent.has(buffers[slot]!)) {
+        drop(buffers[slot]!);
+        buffers[slot] = pool.take(Math.max(length, SCAN_AT_READ_BYTES));
       }
       const read = readFully(segment.handle, buffers[slot]!, length, offset);
       read.catch(() => undefined); // awaited below; not unhandled meanwhile
@@ -711,7 +770,7 @@ export class Log extends EventEmitter<LogEvents> {
     // The run of adjacent records to copy being gathered: buffer[runStart, runEnd), the last
     // record's header at runLast. While a run is open the batch is empty, and the other way round.
     let runCount = 0;
-    const run: CopyRun = { start: 0, end: 0, last: 0, needBytes: 0 };
+    const run: CopyRun = { start: 0, end: 0, last: 0, needBytes: 0, to: 0 };
     let copiedRecords = 0;
     let turnStartedAt = performance.now();
     let index = 0;
@@ -735,8 +794,10 @@ export class Log extends EventEmitter<LogEvents> {
           if (!decodeRecordHeaderInto(buffer, run.last, header) || header.type !== RecordType.data || run.last + RECORD_HEADER_SIZE + header.payloadLength !== run.end) {
             throw new CorruptionError(file, range!.offset + run.last, 'sealed-segment-damage', 'bad record header during a compaction scan');
           }
-          const to = copy!.into.copyRecords(buffer, run.start, run.end, runCount, run.last);
-          copy!.map.add(rangeLocation + run.start, to, run.end - run.start, runCount);
+          const to = copy!.into.copyRecords(buffer, run.start, run.end, runCount, run.last, lend(buffer));
+          // extendRun filled in where the run's records go, from where it would start.
+          if (to !== run.to) fail(`copy run written at ${to}, expected at ${run.to}`);
+          runs?.add(rangeLocation + run.start, to, run.end - run.start, runCount);
           copiedRecords += runCount;
           runCount = 0;
           if (copy!.into.needsFlush) await copy!.into.flush();
@@ -760,8 +821,10 @@ export class Log extends EventEmitter<LogEvents> {
               }
               run.start = at;
               run.end = at;
+              // Nothing is written between here and the run's copy (endRun).
+              run.to = copy!.into.nextLocation;
             }
-            const next = extendRun(run, buffer, got, locations, isCopy, index, range.last, rangeKey);
+            const next = extendRun(run, buffer, got, locations, isCopy, index, range.last, rangeKey, copiedTo!, copiedRecords + runCount - index, run.to - run.start);
             runCount += next - index;
             index = next;
             if (run.needBytes > 0) {
@@ -813,8 +876,9 @@ export class Log extends EventEmitter<LogEvents> {
       // The caller may close the handles once we return: let no read of them outlive the scan.
       if (range !== undefined) await range.read.catch(() => undefined);
       if (ahead !== undefined) await ahead.read.catch(() => undefined);
-      for (const buffer of buffers) pool.give(buffer);
+      for (const buffer of buffers) drop(buffer);
     }
+    if (runs !== undefined) for (let at = 0; at < copies; at++) copy!.newLocations[at] = runs.find(copy!.locations[at]!);
     return copiedRecords;
   }
 
@@ -825,14 +889,20 @@ export class Log extends EventEmitter<LogEvents> {
    * not the order of the locations, as a rewrite's output gets a new ordinal, higher than those
    * of the segments after it.
    */
-  async #inLogOrder(locations: Float64Array, copies?: Float64Array): Promise<{ keys: Float64Array; copied: Uint8Array | undefined; segments: readonly Segment[] }> {
+  async #inLogOrder(
+    locations: Float64Array,
+    copies?: Float64Array,
+  ): Promise<{ keys: Float64Array; copied: Uint8Array | undefined; segments: readonly Segment[]; copiesInOrder: boolean }> {
     const segments = this.#segments.slice();
     const rank = new Map<number, number>();
     segments.forEach((segment, at) => rank.set(segment.ordinal, at));
-    const visited = await sortedKeys(locations, rank);
-    if (copies === undefined || copies.length === 0) return { keys: visited, copied: undefined, segments };
-    const merged = mergeKeys(visited, await sortedKeys(copies, rank));
-    return { keys: merged.keys, copied: merged.fromSecond, segments };
+    const visited = (await sortedKeys(locations, rank)).keys;
+    if (copies === undefined || copies.length === 0) return { keys: visited, copied: undefined, segments, copiesInOrder: true };
+    const copied = await sortedKeys(copies, rank);
+    // Nothing to merge with (a queue of jobs that never started): every key is a copy.
+    if (visited.length === 0) return { keys: copied.keys, copied: new Uint8Array(copied.keys.length).fill(1), segments, copiesInOrder: copied.given };
+    const merged = mergeKeys(visited, copied.keys);
+    return { keys: merged.keys, copied: merged.fromSecond, segments, copiesInOrder: copied.given };
   }
 
   #segmentAt(ordinal: number): Segment | undefined {
@@ -888,6 +958,11 @@ export class Log extends EventEmitter<LogEvents> {
       let pending: Buffer[] = [];
       let stage: Buffer = this.#stageBuffers.take(REWRITE_CHUNK_BYTES);
       let stageUsed = 0;
+      // stage[0, stageQueued) is in `pending` already: a lent run (copyRecords with release) went
+      // after it, and staging goes on after the run.
+      let stageQueued = 0;
+      // Releases of lent runs in `pending`, called once they are written.
+      let releases: (() => void)[] = [];
       let pendingBytes = 0;
       let pendingAt = offset;
       let unsyncedBytes = 0;
@@ -909,14 +984,20 @@ export class Log extends EventEmitter<LogEvents> {
       };
       // Staging chunks go back to the pool once written (see buffer-pool.ts).
       let staged: Buffer[] = [];
+      /** Moves the staged bytes not queued yet to the pending writes. */
+      const queueStaged = (): void => {
+        if (stageUsed > stageQueued) pending.push(stage.subarray(stageQueued, stageUsed));
+        stageQueued = stageUsed;
+      };
       /** Moves the staged bytes to the pending writes and starts a chunk of at least `size` bytes. */
       const nextStage = (size = REWRITE_CHUNK_BYTES): void => {
         if (stageUsed > 0) {
-          pending.push(stage.subarray(0, stageUsed));
+          queueStaged();
           staged.push(stage);
         }
         stage = this.#stageBuffers.take(Math.max(REWRITE_CHUNK_BYTES, size));
         stageUsed = 0;
+        stageQueued = 0;
       };
       const pacer = new RewritePacer(options.maxBytesPerSecond ?? Infinity, this.#commit.awaitedSyncCount, performance.now());
       const flush = async (): Promise<void> => {
@@ -927,15 +1008,20 @@ export class Log extends EventEmitter<LogEvents> {
         if (wait > 0) await pause(wait, options.signal);
         const chunks = pending;
         const stages = staged;
+        const written = releases;
         const at = pendingAt;
         const bytes = pendingBytes;
         pending = [];
         staged = [];
+        releases = [];
         pendingAt += bytes;
         pendingBytes = 0;
         writingBefore = writing;
+        // Each flush retires its staging chunk, so a chunk is written by one write; a lent buffer
+        // may hold runs of several writes, and goes back once each has released its run.
         writing = writeAll(aside.handle, chunks, at).then(() => {
           for (const done of stages) this.#stageBuffers.give(done);
+          for (const release of written) release();
           unsyncedBytes += bytes;
           if (unsyncedBytes >= REWRITE_SYNC_BYTES && !syncInFlight) startSync();
         });
@@ -991,7 +1077,7 @@ export class Log extends EventEmitter<LogEvents> {
           // reader of the output checks it, so a wrongly combined checksum fails loudly there.
           return added(size, 1);
         };
-        const copyRecords = (source: Buffer, start: number, end: number, count: number, lastRecordAt: number): number => {
+        const copyRecords = (source: Buffer, start: number, end: number, count: number, lastRecordAt: number, release?: () => void): number => {
           if (!(count > 0 && start >= 0 && start <= lastRecordAt && lastRecordAt + RECORD_HEADER_SIZE <= end && end <= source.length)) {
             throw new RangeError(`copyRecords: ${count} records in [${start}, ${end}), the last at ${lastRecordAt}`);
           }
@@ -1004,7 +1090,12 @@ export class Log extends EventEmitter<LogEvents> {
           // the chunks are written back to back, and a chunk sized for a whole run would be a
           // fresh allocation each time (page faults, garbage collections).
           const location = packLocation(ordinal, offset);
-          for (let from = start; from < end; ) {
+          if (release !== undefined) {
+            queueStaged();
+            pending.push(source.subarray(start, end));
+            releases.push(release);
+          }
+          for (let from = start; release === undefined && from < end; ) {
             if (stageUsed === stage.length) nextStage();
             const bytes = Math.min(end - from, stage.length - stageUsed);
             source.copy(stage, stageUsed, from, from + bytes);

@@ -27,7 +27,6 @@ import { assert, fail } from '../engine/assert.ts';
 import { crc32, crc32Combine, crc32Range, crc32WithoutPrefix } from '../engine/crc.ts';
 import { locationAfter } from '../engine/log.ts';
 import type { Log, RewriteOutput, ScanBatch } from '../engine/log.ts';
-import { CopyMap } from '../engine/copy-map.ts';
 import { ClosedError, PoisonedError } from '../errors.ts';
 import type { IndexCapture, JobIndex } from './job-index.ts';
 import { NO_LOCATION } from './job-index.ts';
@@ -382,6 +381,46 @@ function grown(array: Float64Array): Float64Array<ArrayBuffer> {
   return larger;
 }
 
+/** The live jobs of a capture, sorted into what the scan copies and what it visits (see SnapshotWriter.#liveLocations). */
+interface LiveList {
+  /** Captured slots of the jobs copied as they are, in list order... */
+  readonly plainSlots: Int32Array;
+  /** ...and their locations; room after them for the unindexed jobs. */
+  readonly copy: Float64Array;
+  plains: number;
+  /** Captured slots of the other jobs... */
+  readonly visitSlots: Int32Array;
+  visitJobs: number;
+  /** ...and the locations of their records, in no order. */
+  visit: Float64Array;
+  visits: number;
+}
+
+/**
+ * Sorts the captured jobs in slots order[from, to) into `list`. Apart from the writer, so this
+ * loop over every live job is optimized quickly (see Log's extendRun).
+ */
+function listLive(capture: IndexCapture, order: Int32Array, from: number, to: number, list: LiveList): void {
+  const { locations, outcomeLocations, needsSnapshot, atSnapshot } = capture;
+  const { plainSlots, copy, visitSlots } = list;
+  let plains = list.plains;
+  for (let at = from; at < to; at++) {
+    const slot = order[at]!;
+    if (needsSnapshot[slot] === 0 && atSnapshot[slot] === 0) {
+      plainSlots[plains] = slot;
+      copy[plains++] = locations[slot]!;
+      continue;
+    }
+    visitSlots[list.visitJobs++] = slot;
+    if (list.visits + 2 > list.visit.length) list.visit = grown(list.visit);
+    const location = locations[slot]!;
+    list.visit[list.visits++] = location;
+    const outcome = outcomeLocations[slot]!;
+    if (outcome !== NO_LOCATION && outcome !== location) list.visit[list.visits++] = outcome;
+  }
+  list.plains = plains;
+}
+
 /** Bytes of a record copied into a snapshot, with the checksum they carried in the log. */
 interface Part {
   readonly bytes: Uint8Array;
@@ -413,8 +452,8 @@ class SnapshotWriter {
   readonly #live: LiveState;
   readonly #cut: number;
   readonly #stopping: () => boolean;
-  /** New location of each captured slot's snapshot record. */
-  readonly #newLocations: Float64Array;
+  /** New location of each visited job (by captured slot); empty when no job is visited. */
+  #newLocations = new Float64Array(0);
   /** Added records of jobs whose outcome record comes later in the scan (a copy each). */
   readonly #held = new Map<number, Part>();
   #heldBytes = 0;
@@ -423,12 +462,14 @@ class SnapshotWriter {
   #output: RewriteOutput | undefined;
   #turnStartedAt = performance.now();
   #sinceClock = 0;
-  /** Where the scan copied the jobs that never started (their added records, as they are). */
-  readonly #copies = new CopyMap();
-  /** Captured slots of the jobs the scan copies, in the order they were listed (see #liveLocations). */
-  #plainSlots = new Int32Array(0);
-  /** 1 for each captured slot whose job was written as a snapshot record. */
-  readonly #snapshotted: Uint8Array;
+  /** Captured slots of the jobs the scan copies, in the order they were listed (see #liveLocations)... */
+  #plainSlots: Int32Array = new Int32Array(0);
+  /** ...and where the scan copied them; the unindexed jobs' copies follow. */
+  #copiedTo = new Float64Array(0);
+  /** Captured slots of the jobs the scan visits (all live jobs but the copied ones). */
+  #visitSlots: Int32Array = new Int32Array(0);
+  /** 1 for each captured slot whose job was written as a snapshot record (sized like #newLocations). */
+  #snapshotted = new Uint8Array(0);
   jobs = 0;
 
   constructor(log: Log, live: LiveState, cut: number, stopping: () => boolean) {
@@ -436,8 +477,6 @@ class SnapshotWriter {
     this.#live = live;
     this.#cut = cut;
     this.#stopping = stopping;
-    this.#newLocations = new Float64Array(live.capture.states.length).fill(NO_LOCATION);
-    this.#snapshotted = new Uint8Array(live.capture.states.length);
   }
 
   async write(output: RewriteOutput, signal: AbortSignal): Promise<void> {
@@ -446,13 +485,13 @@ class SnapshotWriter {
     // that never started are copied by the scan itself, a run of adjacent ones at a time; the
     // others are visited.
     const { visit, copy } = await this.#liveLocations();
+    this.#copiedTo = new Float64Array(copy.length);
     const copied = await this.#log.scanAt(visit, (batch) => this.#visitBatch(batch), {
       verifyPayloads: false,
-      copy: { locations: copy, into: output, map: this.#copies },
+      copy: { locations: copy, into: output, newLocations: this.#copiedTo },
       signal,
     });
     this.jobs += copied;
-    await this.#locateCopies();
     const leaseBound = this.#live.capture.leaseBound;
     if (leaseBound > 0) await output.write(encodeMeta(leaseBound), this.#cut);
     // A job missing here would be lost by the commit: refuse to commit instead.
@@ -464,62 +503,39 @@ class SnapshotWriter {
    * Where the live jobs' records are: `copy`, the added records of jobs that need no snapshot
    * and sit at their added record (replaying it alone rebuilds their state: they never
    * started, failed or stalled, and run-at changes only by a retry, which counts an attempt, or
-   * by a snapshot's replay), and `visit`, the added (or
-   * snapshot) and last outcome records of every other job, in no order. `copy` is in log order
-   * when the ids allow it cheaply (added records are appended in id order, and compaction keeps
-   * that order), which spares scanAt a sort of what is usually most of the live records;
-   * #plainSlots holds the captured slot of each.
+   * by a snapshot's replay), and `visit`, the added (or snapshot) and last outcome records of
+   * every other job, in no order. Jobs are listed in id order, and `copy` is then in log order
+   * (added records are appended in id order, and compaction keeps that order), which spares
+   * scanAt a sort of what is usually most of the live records and lets it say where each went
+   * without a lookup; #plainSlots holds the captured slot of each.
    */
   async #liveLocations(): Promise<{ visit: Float64Array; copy: Float64Array }> {
     const capture = this.#live.capture;
-    const { states, ids, locations, outcomeLocations, needsSnapshot, atSnapshot } = capture;
-    let visit: Float64Array = new Float64Array(Math.max(16, Math.min(2 * capture.liveJobs, 4096)));
-    const plain = new Int32Array(capture.liveJobs);
-    let visits = 0;
-    let plains = 0;
-    let lowestId = Infinity;
-    let highestId = -Infinity;
-    // One pass over the captured slots, a slice at a time: a million jobs take tens of ms.
-    for (let from = 0; from < states.length; from += SLICE_SLOTS) {
+    const order = capture.slots.slotsInIdOrder();
+    const list: LiveList = {
+      plainSlots: new Int32Array(order.length),
+      copy: new Float64Array(order.length + this.#live.unindexed.size),
+      plains: 0,
+      visitSlots: new Int32Array(order.length),
+      visitJobs: 0,
+      visit: new Float64Array(Math.max(16, Math.min(2 * order.length, 4096))),
+      visits: 0,
+    };
+    // A slice at a time: a million jobs take tens of ms.
+    for (let from = 0; from < order.length; from += SLICE_SLOTS) {
       await this.#turn();
-      const to = Math.min(states.length, from + SLICE_SLOTS);
-      for (let slot = from; slot < to; slot++) {
-        const state = states[slot]!;
-        if (state === StateCode.none) continue;
-        if (needsSnapshot[slot] === 0 && atSnapshot[slot] === 0) {
-          plain[plains++] = slot;
-          const id = ids[slot]!;
-          if (id < lowestId) lowestId = id;
-          if (id > highestId) highestId = id;
-          continue;
-        }
-        if (visits + 2 > visit.length) visit = grown(visit);
-        const location = locations[slot]!;
-        visit[visits++] = location;
-        const outcome = outcomeLocations[slot]!;
-        if (outcome !== NO_LOCATION && outcome !== location) visit[visits++] = outcome;
-      }
+      listLive(capture, order, from, Math.min(order.length, from + SLICE_SLOTS), list);
     }
-    await this.#turn();
-    // Id order by one bucket per id, when the ids are dense enough for that to be cheap.
-    let slots = plain.subarray(0, plains);
-    if (plains > 1 && highestId - lowestId < 4 * plains + 1024) {
-      // Slot + 1, so the zeroes a new array starts with mean "no job".
-      const byId = new Int32Array(highestId - lowestId + 1);
-      for (let at = 0; at < plains; at++) byId[ids[plain[at]!]! - lowestId] = plain[at]! + 1;
-      await this.#turn();
-      let next = 0;
-      for (let at = 0; at < byId.length; at++) if (byId[at] !== 0) plain[next++] = byId[at]! - 1;
-      slots = plain.subarray(0, next);
-      await this.#turn();
+    this.#plainSlots = list.plainSlots.subarray(0, list.plains);
+    this.#visitSlots = list.visitSlots.subarray(0, list.visitJobs);
+    if (list.visitJobs > 0) {
+      this.#newLocations = new Float64Array(capture.states.length).fill(NO_LOCATION);
+      this.#snapshotted = new Uint8Array(capture.states.length);
     }
-    this.#plainSlots = slots;
-    const copy = new Float64Array(plains + this.#live.unindexed.size);
-    for (let at = 0; at < plains; at++) copy[at] = capture.locations[slots[at]!]!;
     // Enqueued but not yet indexed: never started either, and appended after the others.
-    let copies = plains;
-    for (const job of this.#live.unindexed.values()) copy[copies++] = job.location;
-    return { visit: visit.subarray(0, visits), copy };
+    let copies = list.plains;
+    for (const job of this.#live.unindexed.values()) list.copy[copies++] = job.location;
+    return { visit: list.visit.subarray(0, list.visits), copy: list.copy.subarray(0, copies) };
   }
 
   /**
@@ -530,13 +546,16 @@ class SnapshotWriter {
    */
   async #explainMissing(): Promise<void> {
     const capture = this.#live.capture;
-    for (let slot = 0; slot < capture.states.length; slot++) {
-      // Copied jobs were located (#locateCopies) before this runs.
-      if (capture.states[slot] === StateCode.none || this.#newLocations[slot] !== NO_LOCATION) continue;
+    for (const slot of this.#visitSlots) {
+      if (this.#newLocations[slot] !== NO_LOCATION) continue;
       await this.#log.read(capture.locations[slot]!);
       if (capture.outcomeLocations[slot] !== NO_LOCATION) await this.#log.read(capture.outcomeLocations[slot]!);
     }
-    for (const job of this.#live.unindexed.values()) if (this.#copies.find(job.location) === -1) await this.#log.read(job.location);
+    // The scan copies every job asked for or fails; this is for completeness.
+    const plains = this.#plainSlots.length;
+    for (let at = 0; at < plains; at++) if (this.#copiedTo[at] === NO_LOCATION) await this.#log.read(capture.locations[this.#plainSlots[at]!]!);
+    let at = plains;
+    for (const job of this.#live.unindexed.values()) if (this.#copiedTo[at++] === NO_LOCATION) await this.#log.read(job.location);
   }
 
   /**
@@ -689,32 +708,6 @@ class SnapshotWriter {
     return { location, flushed: this.#flushIfFull() };
   }
 
-  /**
-   * Once the rewrite has committed: points every job still in the index at its snapshot record,
-   * for each of its two locations that has not changed since the cut. A job that completed
-   * after the cut keeps its new outcome location; a job that is gone is skipped. Runs in slices
-   * that let the event loop in (a million jobs take tens of ms): each job is relocated in one
-   * step, and until then its old location stays readable (the engine keeps the replaced
-   * segments until the next rewrite, which waits for this one).
-   */
-  /**
-   * Where the copied jobs went, from the copy runs (the others were written one by one), while
-   * the output is still being synced. Asked in the order they were listed, usually log order,
-   * where each lookup hits the run the one before it did.
-   */
-  async #locateCopies(): Promise<void> {
-    const capture = this.#live.capture;
-    const plainSlots = this.#plainSlots;
-    for (let from = 0; from < plainSlots.length; from += SLICE_SLOTS) {
-      await this.#turn();
-      const to = Math.min(plainSlots.length, from + SLICE_SLOTS);
-      for (let at = from; at < to; at++) {
-        const slot = plainSlots[at]!;
-        this.#newLocations[slot] = this.#copies.find(capture.locations[slot]!);
-      }
-    }
-  }
-
   /** Gives the event loop a turn once MAX_TURN_MS have passed without one. */
   async #turn(): Promise<void> {
     if (performance.now() - this.#turnStartedAt < MAX_TURN_MS) return;
@@ -722,24 +715,41 @@ class SnapshotWriter {
     this.#turnStartedAt = performance.now();
   }
 
+  /**
+   * Once the rewrite has committed: points every job still in the index at what was written for
+   * it (its copy or its snapshot record), for each of its two locations that has not changed
+   * since the cut. A job that completed after the cut keeps its new outcome location; a job
+   * that is gone is skipped. Runs in slices that let the event loop in (a million jobs take
+   * tens of ms): each job is relocated in one step, and until then its old location stays
+   * readable (the engine keeps the replaced segments until the next rewrite, which waits for
+   * this one).
+   */
   async relocate(index: JobIndex): Promise<void> {
     const capture = this.#live.capture;
-    const states = capture.states;
-    const newLocations = this.#newLocations;
-    let turnStartedAt = performance.now();
-    for (let from = 0; from < states.length; from += SLICE_SLOTS) {
-      if (performance.now() - turnStartedAt >= MAX_TURN_MS) {
-        await nextTurn();
-        turnStartedAt = performance.now();
-      }
-      index.relocateCaptured(capture, newLocations, this.#snapshotted, from, Math.min(states.length, from + SLICE_SLOTS));
+    await this.#inSlices(this.#plainSlots.length, (from, to) => index.relocateCaptured(capture, this.#plainSlots, this.#copiedTo, undefined, from, to));
+    const visitSlots = this.#visitSlots;
+    const newLocations = new Float64Array(visitSlots.length);
+    const snapshotted = new Uint8Array(visitSlots.length);
+    for (let at = 0; at < visitSlots.length; at++) {
+      newLocations[at] = this.#newLocations[visitSlots[at]!]!;
+      snapshotted[at] = this.#snapshotted[visitSlots[at]!]!;
     }
+    await this.#inSlices(visitSlots.length, (from, to) => index.relocateCaptured(capture, visitSlots, newLocations, snapshotted, from, to));
+    let at = this.#plainSlots.length;
     for (const [id, job] of this.#live.unindexed) {
+      const newLocation = this.#copiedTo[at++]!;
       const slot = index.slotOf(id);
       if (slot === -1 || index.location(slot) !== job.location) continue;
-      const newLocation = this.#copies.find(job.location);
       if (newLocation === NO_LOCATION) fail(`job ${id} was not copied`);
       index.relocate(slot, newLocation, index.outcomeLocation(slot), false);
+    }
+  }
+
+  /** Calls work(from, to) for [0, count) a slice at a time, giving the event loop turns. */
+  async #inSlices(count: number, work: (from: number, to: number) => void): Promise<void> {
+    for (let from = 0; from < count; from += SLICE_SLOTS) {
+      await this.#turn();
+      work(from, Math.min(count, from + SLICE_SLOTS));
     }
   }
 }

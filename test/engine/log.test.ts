@@ -4,7 +4,6 @@
 import { describe, expect } from 'vitest';
 import { readdirSync } from 'node:fs';
 import { crc32 } from '../../src/engine/crc.ts';
-import { CopyMap } from '../../src/engine/copy-map.ts';
 import { Log, locationAfter } from '../../src/engine/log.ts';
 import { SEGMENT_HEADER_SIZE as SEGMENT_HEADER_BYTES } from '../../src/engine/segment-header.ts';
 import type { LogOptions, RewriteOutput, ScanBatch } from '../../src/engine/log.ts';
@@ -390,7 +389,9 @@ describe('Log', () => {
     await log.close();
   });
 
-  test('scanAt copies runs of records as they are, in log order with the visited ones, and maps where they went', async ({ dir }) => {
+  // Copies listed in log order have their new locations filled as they are copied; listed in
+  // any other order, they are looked up by run afterwards. Both must say where each went.
+  for (const listed of ['in log order', 'reversed'] as const) test(`scanAt copies runs of records as they are, in log order with the visited ones, and says where each went (copies listed ${listed})`, async ({ dir }) => {
     const log = await Log.open(dir, { segmentSize: 64 * 1024 });
     const locations: number[] = [];
     // Atomic groups of five, so copied headers carry the group flag; sizes vary.
@@ -411,8 +412,9 @@ describe('Log', () => {
     // Copied: records 0-99 and 150-299 except every tenth, which is visited; 100-149 dropped.
     const copied = locations.filter((_, i) => (i < 100 || i >= 150) && i % 10 !== 0);
     const visited = locations.filter((_, i) => (i < 100 || i >= 150) && i % 10 === 0);
+    if (listed === 'reversed') copied.reverse();
     const order: number[] = [];
-    const map = new CopyMap();
+    const newLocations = new Float64Array(copied.length);
     const written = new Map<number, number>();
     const result = await log.rewrite(cut, async (out) => {
       const count = await log.scanAt(new Float64Array(visited).reverse(), (batch) => {
@@ -421,15 +423,14 @@ describe('Log', () => {
           order.push(payload.readUInt32LE(0));
           written.set(payload.readUInt32LE(0), out.writeCopyAt(batch.lsns[i]!, batch.payloadCrcs[i]!, payload));
         }
-      }, { copy: { locations: new Float64Array(copied), into: out, map } });
+      }, { copy: { locations: new Float64Array(copied), into: out, newLocations } });
       expect(count).toBe(copied.length);
       // The output may not end inside a group: close it with a record of the cut's LSN.
       await out.write(Buffer.from('end'), cut);
     });
     expect(order).toEqual(visited.map((_, k) => locations.indexOf(visited[k]!)));
-    expect(map.records).toBe(copied.length);
     for (let i = 0; i < 300; i++) {
-      const moved = written.get(i) ?? map.find(locations[i]!);
+      const moved = written.get(i) ?? (copied.includes(locations[i]!) ? newLocations[copied.indexOf(locations[i]!)]! : -1);
       if (i >= 100 && i < 150) {
         expect(moved).toBe(-1);
         continue;
@@ -450,6 +451,39 @@ describe('Log', () => {
     await again.close();
   });
 
+  test('copied runs are written straight from the read buffers, which are not read into again until written', async ({ dir }) => {
+    // Many segments (each read as its own range) and 1 MiB of copies per output flush: the
+    // runs of several read buffers wait in the output while the scan reads on.
+    const log = await Log.open(dir, { segmentSize: 256 * 1024, durability: 'none' });
+    const locations = await appendAll(log, 6000, (i) => 200 + (i % 13) * 50);
+    await log.append(Buffer.from('end'));
+    const cut = log.cut();
+    await log.sync();
+    const visited = locations.filter((_, i) => i % 97 === 0);
+    const copied = locations.filter((_, i) => i % 97 !== 0);
+    const newLocations = new Float64Array(copied.length);
+    const written = new Map<number, number>();
+    await log.rewrite(cut, async (out) => {
+      await log.scanAt(new Float64Array(visited), async (batch) => {
+        for (let i = 0; i < batch.count; i++) {
+          const payload = batch.chunk.subarray(batch.starts[i], batch.ends[i]);
+          written.set(payload.readUInt32LE(0), out.writeCopyAt(batch.lsns[i]!, batch.payloadCrcs[i]!, payload));
+        }
+        if (out.needsFlush) await out.flush();
+      }, { copy: { locations: new Float64Array(copied), into: out, newLocations } });
+      await out.write(Buffer.from('end'), cut);
+    });
+    // Every record reads back whole (read() checks its checksum) at its new location.
+    for (let i = 0, k = 0; i < locations.length; i++) {
+      const moved = i % 97 === 0 ? written.get(i)! : newLocations[k++]!;
+      expect((await log.read(moved)).equals(payloadOf(i, 200 + (i % 13) * 50))).toBe(true);
+    }
+    await log.close();
+    const { log: again, records } = await replay(dir);
+    expect(records).toHaveLength(locations.length + 1);
+    await again.close();
+  });
+
   test('a rewrite refuses copied records out of LSN order and an output that ends inside a group', async ({ dir }) => {
     const log = await Log.open(dir);
     await log.appendGroup([payloadOf(1), payloadOf(2)]);
@@ -458,13 +492,13 @@ describe('Log', () => {
     await log.append(payloadOf(3));
     const cut = log.cut();
     // The group's first record alone: its flag says another follows.
-    await expect(log.rewrite(cut, (out) => log.scanAt(new Float64Array(0), () => undefined, { copy: { locations: new Float64Array([first]), into: out, map: new CopyMap() } }))).rejects.toThrow(
+    await expect(log.rewrite(cut, (out) => log.scanAt(new Float64Array(0), () => undefined, { copy: { locations: new Float64Array([first]), into: out, newLocations: new Float64Array(1) } }))).rejects.toThrow(
       /ends inside an atomic group/,
     );
     // A record given an LSN at or below the last copied one.
     await expect(
       log.rewrite(cut, async (out) => {
-        await log.scanAt(new Float64Array(0), () => undefined, { copy: { locations: new Float64Array([first, second]), into: out, map: new CopyMap() } });
+        await log.scanAt(new Float64Array(0), () => undefined, { copy: { locations: new Float64Array([first, second]), into: out, newLocations: new Float64Array(2) } });
         out.writeCopyAt(2, crc32(payloadOf(9)), payloadOf(9));
       }),
     ).rejects.toThrow(RangeError);
@@ -484,7 +518,7 @@ describe('Log', () => {
     // The length field of record 4, the last of the run 0-4 (record 5 is not asked for).
     flipByte(source!, SEGMENT_HEADER_BYTES + 4 * (32 + 100) + 4);
     const copies = new Float64Array(locations.slice(0, 5));
-    await expect(log.rewrite(cut, (out) => log.scanAt(new Float64Array(0), () => undefined, { copy: { locations: copies, into: out, map: new CopyMap() } }))).rejects.toMatchObject({
+    await expect(log.rewrite(cut, (out) => log.scanAt(new Float64Array(0), () => undefined, { copy: { locations: copies, into: out, newLocations: new Float64Array(copies.length) } }))).rejects.toMatchObject({
       code: 'ERR_BLERO_CORRUPT',
       file: source,
     });
