@@ -28,11 +28,16 @@ function radixPass(order: Uint32Array, into: Uint32Array, values: Uint32Array, s
   }
 }
 
+/** Thrown from a call, not a template string in the loops: that boxed every key (see JobIndex.relocateCaptured). */
+function badKey(key: number): never {
+  throw new RangeError(`sort key ${key} is not an integer in [0, 2^48)`);
+}
+
 export async function sortInTurns(keys: Float64Array, turnMs: number): Promise<Float64Array> {
   const n = keys.length;
   if (n < 2) return keys;
   if (n <= NATIVE_SORT_KEYS) {
-    for (const key of keys) if (!(Number.isInteger(key) && key >= 0 && key < 2 ** 48)) throw new RangeError(`sort key ${key} is not an integer in [0, 2^48)`);
+    for (const key of keys) if (!(Number.isInteger(key) && key >= 0 && key < 2 ** 48)) badKey(key);
     return keys.sort();
   }
   const low = new Uint32Array(n);
@@ -40,7 +45,7 @@ export async function sortInTurns(keys: Float64Array, turnMs: number): Promise<F
   let highest = 0;
   for (let at = 0; at < n; at++) {
     const key = keys[at]!;
-    if (!(Number.isInteger(key) && key >= 0 && key < 2 ** 48)) throw new RangeError(`sort key ${key} is not an integer in [0, 2^48)`);
+    if (!(Number.isInteger(key) && key >= 0 && key < 2 ** 48)) badKey(key);
     const top = Math.floor(key / LOW_SPAN);
     high[at] = top;
     low[at] = key - top * LOW_SPAN;
