@@ -212,9 +212,12 @@ function planRange(keys: Float64Array, first: number, segmentKey: number): { las
   return { last, end };
 }
 
-/** `locations` as log-order keys (see Log.#inLogOrder), sorted; `given` when they came in log order. */
-async function sortedKeys(locations: Float64Array, rank: ReadonlyMap<number, number>): Promise<{ keys: Float64Array; given: boolean }> {
-  const keys = new Float64Array(locations.length);
+/** `locations` as log-order keys (see Log.#inLogOrder), sorted, in `keys`; `given` when they came in log order. */
+async function sortedKeys(
+  locations: Float64Array,
+  rank: ReadonlyMap<number, number>,
+  keys = new Float64Array(locations.length),
+): Promise<{ keys: Float64Array; given: boolean }> {
   let sorted = true;
   let turnStartedAt = performance.now();
   // In slices, giving the event loop turns: a million keys take tens of ms.
@@ -258,37 +261,38 @@ function noSegmentHolds(location: number): never {
 }
 
 /**
- * Two ascending arrays merged into one; `fromSecond[i]` is 1 where keys[i] came from `second`.
- * Stretches of `second` between two keys of `first` move as blocks (a binary search and a
- * memcpy): in a compaction `second` is the copied records, usually nearly all of them.
+ * Merges ascending `first` into `keys`, whose tail from first.length on holds a second ascending
+ * array, so that all of `keys` ascends; returns flags, 1 where a key came from the second.
+ * Stretches of the second between two keys of `first` move as blocks (a binary search and a
+ * memmove): in a compaction the second is the copied records, usually nearly all of them. In
+ * place: a key is written only where one was already moved or read.
  */
-function mergeKeys(first: Float64Array, second: Float64Array): { keys: Float64Array; fromSecond: Uint8Array } {
-  const keys = new Float64Array(first.length + second.length);
+function mergeInto(keys: Float64Array, first: Float64Array): Uint8Array {
   const fromSecond = new Uint8Array(keys.length);
+  const end = keys.length;
   let at = 0;
-  let s = 0;
+  let s = first.length;
   for (let f = 0; f <= first.length; f++) {
-    // second[s, upTo) all come before first[f] (or are the rest, after the last of first).
-    let upTo = second.length;
+    // keys[s, upTo) all come before first[f] (or are the rest, after the last of first).
+    let upTo = end;
     if (f < first.length) {
       const bound = first[f]!;
       let low = s;
-      upTo = second.length;
       while (low < upTo) {
         const middle = (low + upTo) >>> 1;
-        if (second[middle]! < bound) low = middle + 1;
+        if (keys[middle]! < bound) low = middle + 1;
         else upTo = middle;
       }
     }
     if (upTo > s) {
-      keys.set(second.subarray(s, upTo), at);
+      keys.copyWithin(at, s, upTo);
       fromSecond.fill(1, at, at + upTo - s);
       at += upTo - s;
       s = upTo;
     }
     if (f < first.length) keys[at++] = first[f]!;
   }
-  return { keys, fromSecond };
+  return fromSecond;
 }
 
 /** Hands a batch to the visitor and empties it once the visitor is done with it. */
@@ -303,7 +307,7 @@ const RANK_SLICE_KEYS = 8192;
 /** Longest the sort in scanAt() holds the event loop between two turns, in ms. */
 const SORT_TURN_MS = 0.25;
 /** scanAt() reads at most this much at once... */
-const SCAN_AT_READ_BYTES = 4 * 1024 * 1024;
+const SCAN_AT_READ_BYTES = 2 * 1024 * 1024;
 /** ...past the start of its last record, this much more, so that record is usually whole... */
 const SCAN_AT_SLACK_BYTES = 64 * 1024;
 /** ...and starts a new read rather than read through a gap between two records wider than this. */
@@ -316,7 +320,10 @@ const COPY_RUN_BYTES = 1024 * 1024;
 export interface ScanCopy {
   readonly locations: Float64Array;
   readonly into: RewriteOutput;
-  /** Filled with where each record went: newLocations[i] is the new location of locations[i]. */
+  /**
+   * Filled with where each record went: newLocations[i] is the new location of locations[i].
+   * May be `locations` itself (overwritten once the scan has ranked them).
+   */
   readonly newLocations: Float64Array;
 }
 
@@ -898,11 +905,10 @@ export class Log extends EventEmitter<LogEvents> {
     segments.forEach((segment, at) => rank.set(segment.ordinal, at));
     const visited = (await sortedKeys(locations, rank)).keys;
     if (copies === undefined || copies.length === 0) return { keys: visited, copied: undefined, segments, copiesInOrder: true };
-    const copied = await sortedKeys(copies, rank);
-    // Nothing to merge with (a queue of jobs that never started): every key is a copy.
-    if (visited.length === 0) return { keys: copied.keys, copied: new Uint8Array(copied.keys.length).fill(1), segments, copiesInOrder: copied.given };
-    const merged = mergeKeys(visited, copied.keys);
-    return { keys: merged.keys, copied: merged.fromSecond, segments, copiesInOrder: copied.given };
+    // One array for both: the copies' keys go to its tail, then the visited ones are merged in.
+    const keys = new Float64Array(visited.length + copies.length);
+    const copied = await sortedKeys(copies, rank, keys.subarray(visited.length));
+    return { keys, copied: mergeInto(keys, visited), segments, copiesInOrder: copied.given };
   }
 
   #segmentAt(ordinal: number): Segment | undefined {

@@ -383,7 +383,7 @@ function grown(array: Float64Array): Float64Array<ArrayBuffer> {
 
 /** The live jobs of a capture, sorted into what the scan copies and what it visits (see SnapshotWriter.#liveLocations). */
 interface LiveList {
-  /** Captured slots of the jobs copied as they are, in list order... */
+  /** Captured slots of the jobs copied as they are, in list order (the id-ordered slots, overwritten from the start)... */
   readonly plainSlots: Int32Array;
   /** ...and their locations; room after them for the unindexed jobs. */
   readonly copy: Float64Array;
@@ -398,7 +398,8 @@ interface LiveList {
 
 /**
  * Sorts the captured jobs in slots order[from, to) into `list`. Apart from the writer, so this
- * loop over every live job is optimized quickly (see Log's extendRun).
+ * loop over every live job is optimized quickly (see Log's extendRun). `list.plainSlots` may be
+ * `order` itself: each slot is read before its place is written.
  */
 function listLive(capture: IndexCapture, order: Int32Array, from: number, to: number, list: LiveList): void {
   const { locations, outcomeLocations, needsSnapshot, atSnapshot } = capture;
@@ -452,7 +453,10 @@ class SnapshotWriter {
   readonly #live: LiveState;
   readonly #cut: number;
   readonly #stopping: () => boolean;
-  /** New location of each visited job (by captured slot); empty when no job is visited. */
+  /**
+   * New location of each visited job (by captured slot), 0 until it is written (no record starts
+   * at offset 0 of a segment: its header does); empty when no job is visited.
+   */
   #newLocations = new Float64Array(0);
   /** Added records of jobs whose outcome record comes later in the scan (a copy each). */
   readonly #held = new Map<number, Part>();
@@ -465,7 +469,7 @@ class SnapshotWriter {
   /** Captured slots of the jobs the scan copies, in the order they were listed (see #liveLocations)... */
   #plainSlots: Int32Array = new Int32Array(0);
   /** ...and where the scan copied them; the unindexed jobs' copies follow. */
-  #copiedTo = new Float64Array(0);
+  #copiedTo: Float64Array = new Float64Array(0);
   /** Captured slots of the jobs the scan visits (all live jobs but the copied ones). */
   #visitSlots: Int32Array = new Int32Array(0);
   /** 1 for each captured slot whose job was written as a snapshot record (sized like #newLocations). */
@@ -485,10 +489,12 @@ class SnapshotWriter {
     // that never started are copied by the scan itself, a run of adjacent ones at a time; the
     // others are visited.
     const { visit, copy } = await this.#liveLocations();
-    this.#copiedTo = new Float64Array(copy.length);
+    // The copies' new locations replace their old ones in place (scanAt allows it; the old
+    // ones are in the capture).
+    this.#copiedTo = copy;
     const copied = await this.#log.scanAt(visit, (batch) => this.#visitBatch(batch), {
       verifyPayloads: false,
-      copy: { locations: copy, into: output, newLocations: this.#copiedTo },
+      copy: { locations: copy, into: output, newLocations: copy },
       signal,
     });
     this.jobs += copied;
@@ -513,7 +519,7 @@ class SnapshotWriter {
     const capture = this.#live.capture;
     const order = capture.slots.slotsInIdOrder();
     const list: LiveList = {
-      plainSlots: new Int32Array(order.length),
+      plainSlots: order,
       copy: new Float64Array(order.length + this.#live.unindexed.size),
       plains: 0,
       visitSlots: new Int32Array(order.length),
@@ -529,7 +535,8 @@ class SnapshotWriter {
     this.#plainSlots = list.plainSlots.subarray(0, list.plains);
     this.#visitSlots = list.visitSlots.subarray(0, list.visitJobs);
     if (list.visitJobs > 0) {
-      this.#newLocations = new Float64Array(capture.states.length).fill(NO_LOCATION);
+      // Zeroed, not filled: only the pages of visited jobs are ever touched.
+      this.#newLocations = new Float64Array(capture.states.length);
       this.#snapshotted = new Uint8Array(capture.states.length);
     }
     // Enqueued but not yet indexed: never started either, and appended after the others.
@@ -547,7 +554,7 @@ class SnapshotWriter {
   async #explainMissing(): Promise<void> {
     const capture = this.#live.capture;
     for (const slot of this.#visitSlots) {
-      if (this.#newLocations[slot] !== NO_LOCATION) continue;
+      if (this.#newLocations[slot] !== 0) continue;
       await this.#log.read(capture.locations[slot]!);
       if (capture.outcomeLocations[slot] !== NO_LOCATION) await this.#log.read(capture.outcomeLocations[slot]!);
     }
@@ -731,7 +738,8 @@ class SnapshotWriter {
     const newLocations = new Float64Array(visitSlots.length);
     const snapshotted = new Uint8Array(visitSlots.length);
     for (let at = 0; at < visitSlots.length; at++) {
-      newLocations[at] = this.#newLocations[visitSlots[at]!]!;
+      const written = this.#newLocations[visitSlots[at]!]!;
+      newLocations[at] = written === 0 ? NO_LOCATION : written;
       snapshotted[at] = this.#snapshotted[visitSlots[at]!]!;
     }
     await this.#inSlices(visitSlots.length, (from, to) => index.relocateCaptured(capture, visitSlots, newLocations, snapshotted, from, to));
