@@ -1176,7 +1176,9 @@ export class Log extends EventEmitter<LogEvents> {
       for (const source of sources) this.#byOrdinal.delete(source.ordinal);
       this.#retired = sources;
       try {
-        for (const source of sources) await this.#fs.unlink(path.join(this.directory, source.name));
+        // All at once: open() removes whatever the output covers, in any order, if a crash comes first.
+        const unlinked = await Promise.allSettled(sources.map((source) => this.#fs.unlink(path.join(this.directory, source.name))));
+        for (const result of unlinked) if (result.status === 'rejected') throw result.reason;
         await this.#fs.syncDirectory(this.directory);
       } catch (error) {
         // Which names survive a crash is now unknown; open() would finish the job, so stop here.
