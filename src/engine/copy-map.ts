@@ -1,6 +1,8 @@
 // CopyMap: where the records a rewrite copied as they are (RewriteOutput.copyRecords, driven by
-// Log.scanAt's `copy` option) went. A copy moves a run of adjacent records as one block, so the
-// map holds one entry per run, not per record: a record keeps its distance from its run's start.
+// Log.scanAt's `copy` option) went, for the copies a caller did not list in log order (in log
+// order, scanAt notes each one's new location as it copies). A copy moves a run of adjacent
+// records as one block, so the map holds one entry per run, not per record: a record keeps its
+// distance from its run's start.
 // Promises: find() returns the new location of every record inside a run that was added, and -1
 // for any other location. Runs of one source segment must be added in increasing offset order
 // (scanAt adds them in log order), which is what lets find() binary-search them.

@@ -105,15 +105,15 @@ export interface RewriteOutput {
   /** writeCopy() of a record with the given LSN. */
   writeCopyAt(lsn: number, payloadCrc: number, first: Uint8Array, second?: Uint8Array, third?: Uint8Array): number;
   /**
-   * Copies `count` whole records (headers and payloads, as scanAt() found them) from
-   * `source[start, end)` into the output as they are, header bytes included: their LSNs,
-   * checksums and flags do not change, so a run of them costs one copy, however many records
-   * it holds. `lastRecordAt` is where the last one's header starts. Returns the location of the
-   * first; the others keep their distances from it. Like writeCopy(), it never writes to disk.
-   * With `release`, the bytes are not even copied: the output writes them from `source`, which
-   * the caller must leave as it is until the output calls release() (once they are written).
+   * Adds `count` whole records (headers and payloads, as scanAt() found them) in
+   * `source[start, end)` to the output as they are, header bytes included: their LSNs,
+   * checksums and flags do not change, so a run of them costs nothing per record. The bytes are
+   * not copied: the output writes them from `source`, which the caller must leave as it is until
+   * the output calls release() (once they are written; never, if the rewrite fails first).
+   * `lastRecordAt` is where the last one's header starts. Returns the location of the first;
+   * the others keep their distances from it. Like writeCopy(), it never writes to disk.
    */
-  copyRecords(source: Buffer, start: number, end: number, count: number, lastRecordAt: number, release?: () => void): number;
+  copyRecords(source: Buffer, start: number, end: number, count: number, lastRecordAt: number, release: () => void): number;
   /** The location the next record written will get. */
   readonly nextLocation: number;
   /** True once the buffered bytes reach the output's chunk size. */
@@ -313,7 +313,10 @@ const SCAN_AT_SLACK_BYTES = 64 * 1024;
 /** ...and starts a new read rather than read through a gap between two records wider than this. */
 const SCAN_AT_GAP_BYTES = 256 * 1024;
 
-/** scanAt() copies at most this much in one run, so one copy does not hold the event loop long. */
+/**
+ * scanAt() hands the output at most this much in one run: runs are written as they come, and
+ * gathering one (a look at each record's length) should not hold the event loop long.
+ */
 const COPY_RUN_BYTES = 1024 * 1024;
 
 /** What scanAt() copies as it is instead of visiting (see scanAt). */
@@ -964,7 +967,7 @@ export class Log extends EventEmitter<LogEvents> {
       let pending: Buffer[] = [];
       let stage: Buffer = this.#stageBuffers.take(REWRITE_CHUNK_BYTES);
       let stageUsed = 0;
-      // stage[0, stageQueued) is in `pending` already: a lent run (copyRecords with release) went
+      // stage[0, stageQueued) is in `pending` already: a run added by copyRecords went
       // after it, and staging goes on after the run.
       let stageQueued = 0;
       // Releases of lent runs in `pending`, called once they are written.
@@ -1083,7 +1086,7 @@ export class Log extends EventEmitter<LogEvents> {
           // reader of the output checks it, so a wrongly combined checksum fails loudly there.
           return added(size, 1);
         };
-        const copyRecords = (source: Buffer, start: number, end: number, count: number, lastRecordAt: number, release?: () => void): number => {
+        const copyRecords = (source: Buffer, start: number, end: number, count: number, lastRecordAt: number, release: () => void): number => {
           if (!(count > 0 && start >= 0 && start <= lastRecordAt && lastRecordAt + RECORD_HEADER_SIZE <= end && end <= source.length)) {
             throw new RangeError(`copyRecords: ${count} records in [${start}, ${end}), the last at ${lastRecordAt}`);
           }
@@ -1092,22 +1095,11 @@ export class Log extends EventEmitter<LogEvents> {
           useLsn(readU64(source, start + RECORD_LSN_OFFSET));
           if (lastRecordAt !== start) useLsn(readU64(source, lastRecordAt + RECORD_LSN_OFFSET));
           lastFlags = source[lastRecordAt + RECORD_FLAGS_OFFSET]!;
-          // Filled into the staging chunks as they come, a run split across two where it must:
-          // the chunks are written back to back, and a chunk sized for a whole run would be a
-          // fresh allocation each time (page faults, garbage collections).
           const location = packLocation(ordinal, offset);
-          if (release !== undefined) {
-            queueStaged();
-            pending.push(source.subarray(start, end));
-            releases.push(release);
-          }
-          for (let from = start; release === undefined && from < end; ) {
-            if (stageUsed === stage.length) nextStage();
-            const bytes = Math.min(end - from, stage.length - stageUsed);
-            source.copy(stage, stageUsed, from, from + bytes);
-            stageUsed += bytes;
-            from += bytes;
-          }
+          // Written from the caller's buffer, after what is staged so far.
+          queueStaged();
+          pending.push(source.subarray(start, end));
+          releases.push(release);
           pendingBytes += end - start;
           offset += end - start;
           records += count;
