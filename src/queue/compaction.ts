@@ -2,8 +2,9 @@
 // policy (when one starts on its own). The design, and why a crash at any step loses nothing,
 // are argued in docs/compaction.md.
 //
-// A compaction cuts the log and, in the same tick, copies the index: that copy is exactly the
-// state after the last record before the cut. It then asks the engine to replace every segment
+// A compaction cuts the log and, in the same tick, captures the index (index-capture.ts: the
+// columns are shared, and the index saves a slot there before changing it): that capture is
+// exactly the state after the last record before the cut. It then asks the engine to replace every segment
 // up to the cut by one segment holding one record per live job and then the id lease: its added
 // record as it is, header and all, if it never started (copied by the scan in runs of adjacent
 // records), otherwise a snapshot record (its state, attempts, stalls and run-at, and its added
@@ -18,17 +19,19 @@
 //   leaves the old segments, a crash after it the snapshot; both replay to the same state.
 // - One compaction at a time; enqueues and processing go on meanwhile, and jobs whose records
 //   did not change after the cut are pointed at their copies once the rewrite has committed.
-// - Memory: a copy of the index columns and id table (what the index itself costs) plus
-//   bounded buffers; the log is streamed, never loaded.
+// - Memory: a copy of the id table, the saved values of slots the queue changes meanwhile (at
+//   most a copy of the index columns), lists of the live jobs, and bounded buffers; the log is
+//   streamed, never loaded.
 // - While appends are being fsynced, the output is written at most policy.maxBytesPerSecond
 //   (the engine's RewritePacer), so their fdatasyncs do not queue behind it.
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import { assert, fail } from '../engine/assert.ts';
+import { assert, fail, verify } from '../engine/assert.ts';
 import { crc32, crc32Combine, crc32Range, crc32WithoutPrefix } from '../engine/crc.ts';
 import { locationAfter } from '../engine/log.ts';
 import type { Log, RewriteOutput, ScanBatch } from '../engine/log.ts';
 import { ClosedError, PoisonedError } from '../errors.ts';
-import type { IndexCapture, JobIndex } from './job-index.ts';
+import type { IndexCapture } from './index-capture.ts';
+import type { JobIndex } from './job-index.ts';
 import { NO_LOCATION } from './job-index.ts';
 import {
   RecordKind,
@@ -295,6 +298,7 @@ export class Compactor {
       const result = await log.rewrite(cut, (output) => writer.write(output, signal), { maxBytesPerSecond: this.#policy.maxBytesPerSecond, signal });
       // Unindexed jobs get their index entries when acknowledged: wait, so they are relocated too.
       await Promise.allSettled(live.acknowledgements);
+      verify(() => index.checkCapture(live.capture));
       await writer.relocate(index);
       this.#readEpoch++;
       const report = { bytesBefore: result.bytesBefore, bytesAfter: result.bytesAfter, durationMs: performance.now() - startedAt, jobs: writer.jobs };
@@ -305,6 +309,9 @@ export class Compactor {
       // Retry once the log has grown by the dead ratio (a full disk may have room again by then).
       this.#arm(log.status === 'open' ? log.stats().sizeBytes : 0);
       throw error;
+    } finally {
+      // The index stops saving slots for the capture once nothing reads it any more.
+      index.endCapture(live.capture);
     }
   }
 
@@ -402,21 +409,20 @@ interface LiveList {
  * `order` itself: each slot is read before its place is written.
  */
 function listLive(capture: IndexCapture, order: Int32Array, from: number, to: number, list: LiveList): void {
-  const { locations, outcomeLocations, needsSnapshot, atSnapshot } = capture;
   const { plainSlots, copy, visitSlots } = list;
   let plains = list.plains;
   for (let at = from; at < to; at++) {
     const slot = order[at]!;
-    if (needsSnapshot[slot] === 0 && atSnapshot[slot] === 0) {
+    if (capture.needsSnapshot(slot) === 0 && capture.atSnapshot(slot) === 0) {
       plainSlots[plains] = slot;
-      copy[plains++] = locations[slot]!;
+      copy[plains++] = capture.location(slot);
       continue;
     }
     visitSlots[list.visitJobs++] = slot;
     if (list.visits + 2 > list.visit.length) list.visit = grown(list.visit);
-    const location = locations[slot]!;
+    const location = capture.location(slot);
     list.visit[list.visits++] = location;
-    const outcome = outcomeLocations[slot]!;
+    const outcome = capture.outcomeLocation(slot);
     if (outcome !== NO_LOCATION && outcome !== location) list.visit[list.visits++] = outcome;
   }
   list.plains = plains;
@@ -536,8 +542,8 @@ class SnapshotWriter {
     this.#visitSlots = list.visitSlots.subarray(0, list.visitJobs);
     if (list.visitJobs > 0) {
       // Zeroed, not filled: only the pages of visited jobs are ever touched.
-      this.#newLocations = new Float64Array(capture.states.length);
-      this.#snapshotted = new Uint8Array(capture.states.length);
+      this.#newLocations = new Float64Array(capture.highWater);
+      this.#snapshotted = new Uint8Array(capture.highWater);
     }
     // Enqueued but not yet indexed: never started either, and appended after the others.
     let copies = list.plains;
@@ -555,12 +561,12 @@ class SnapshotWriter {
     const capture = this.#live.capture;
     for (const slot of this.#visitSlots) {
       if (this.#newLocations[slot] !== 0) continue;
-      await this.#log.read(capture.locations[slot]!);
-      if (capture.outcomeLocations[slot] !== NO_LOCATION) await this.#log.read(capture.outcomeLocations[slot]!);
+      await this.#log.read(capture.location(slot));
+      if (capture.outcomeLocation(slot) !== NO_LOCATION) await this.#log.read(capture.outcomeLocation(slot));
     }
     // The scan copies every job asked for or fails; this is for completeness.
     const plains = this.#plainSlots.length;
-    for (let at = 0; at < plains; at++) if (this.#copiedTo[at] === NO_LOCATION) await this.#log.read(capture.locations[this.#plainSlots[at]!]!);
+    for (let at = 0; at < plains; at++) if (this.#copiedTo[at] === NO_LOCATION) await this.#log.read(capture.location(this.#plainSlots[at]!));
     let at = plains;
     for (const job of this.#live.unindexed.values()) if (this.#copiedTo[at++] === NO_LOCATION) await this.#log.read(job.location);
   }
@@ -602,8 +608,8 @@ class SnapshotWriter {
     const capture = this.#live.capture;
     const slot = capture.slots.get(id);
     if (slot === -1) return undefined; // not a captured job's (unindexed jobs are all copied)
-    const outcomeLocation = capture.outcomeLocations[slot]!;
-    if (capture.locations[slot] === location) {
+    const outcomeLocation = capture.outcomeLocation(slot);
+    if (capture.location(slot) === location) {
       if (kind !== RecordKind.snapshot) {
         const added = { bytes: chunk.subarray(start, end), crc };
         if (outcomeLocation !== NO_LOCATION) {
@@ -645,7 +651,7 @@ class SnapshotWriter {
     }
     // Not held (over budget): read it back (checked). The segments being replaced stay readable,
     // and the scan keeps `chunk` valid until this promise settles.
-    return this.#log.read(capture.locations[slot]!).then((payload) => {
+    return this.#log.read(capture.location(slot)).then((payload) => {
       const added = addedPart(payload);
       return this.#emit(slot, lsn, { bytes: added, crc: crc32(added) }, outcome);
     });
@@ -659,7 +665,7 @@ class SnapshotWriter {
    */
   #isPlainAtSnapshot(slot: number, addedRunAt: number): boolean {
     const capture = this.#live.capture;
-    return capture.needsSnapshot[slot] === 0 && capture.runAts[slot] === addedRunAt;
+    return capture.needsSnapshot(slot) === 0 && capture.runAt(slot) === addedRunAt;
   }
 
   /** Copies the added part of a plain job at a snapshot record (see #isPlainAtSnapshot) into the output. */
@@ -688,9 +694,9 @@ class SnapshotWriter {
    */
   #emit(slot: number, lsn: number, added: Part, outcome: Part, addedLength = added.bytes.length, outcomeLength = outcome.bytes.length): Promise<void> | undefined {
     const capture = this.#live.capture;
-    const id = capture.ids[slot]!;
+    const id = capture.id(slot);
     if (recordId(added.bytes) !== id) fail(`added record of job ${recordId(added.bytes)} for job ${id}`);
-    const state = { state: capture.states[slot]! as StateCode, attemptsMade: capture.attemptsMade[slot]!, stalls: capture.stalls[slot]!, runAt: capture.runAts[slot]! };
+    const state = { state: capture.state(slot) as StateCode, attemptsMade: capture.attemptsMade(slot), stalls: capture.stalls(slot), runAt: capture.runAt(slot) };
     const written = this.#writeSnapshot(id, lsn, state, added, outcome, addedLength, outcomeLength);
     this.#newLocations[slot] = written.location;
     this.#snapshotted[slot] = 1;

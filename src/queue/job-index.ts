@@ -15,6 +15,8 @@
 import { assert, verify, verifyEnabled, fail } from '../engine/assert.ts';
 import { StateCode } from './job-records.ts';
 import { IdTable } from './id-table.ts';
+import { IndexCapture } from './index-capture.ts';
+import type { CapturedColumns } from './index-capture.ts';
 import { RetainedJobs } from './retained-jobs.ts';
 import { SlotHeap } from './slot-heap.ts';
 import type { JobCounts } from './job.ts';
@@ -32,27 +34,6 @@ export interface Retention {
 
 /** Sentinel for "no record" in the location columns. */
 export const NO_LOCATION = -1;
-
-/** The live jobs of an index at one moment, copied (see JobIndex.capture). Indexed by slot. */
-export interface IndexCapture {
-  readonly liveJobs: number;
-  readonly recordBytes: number;
-  readonly leaseBound: number;
-  /** Id → slot in these columns. */
-  readonly slots: IdTable;
-  readonly ids: Float64Array;
-  /** StateCode.none marks a free slot. */
-  readonly states: Uint8Array;
-  readonly runAts: Float64Array;
-  readonly locations: Float64Array;
-  readonly outcomeLocations: Float64Array;
-  readonly stalls: Uint16Array;
-  readonly attemptsMade: Uint32Array;
-  /** 1 where the job's location holds a snapshot record rather than its added record. */
-  readonly atSnapshot: Uint8Array;
-  /** 1 where compaction must write the job as a snapshot record (see JobIndex.#needsSnapshot). */
-  readonly needsSnapshot: Uint8Array;
-}
 
 const NO_SIZES = { addedBytes: 0, outcomeBytes: 0 } as const;
 
@@ -88,6 +69,15 @@ export class JobIndex {
   #recordBytes = 0;
   /** Slots ever used; slots at or above it are untouched. */
   #highWater = 0;
+  /** The open capture (see capture()): a slot below its high water is saved there before it changes. */
+  #capture: IndexCapture | undefined;
+  #captureEpoch = 0;
+  /** Per slot, the epoch of the capture that saved it last (see IndexCapture). */
+  #changed = new Uint32Array(INITIAL_CAPACITY);
+  /** The open capture shares the columns in use (they have not been outgrown since). */
+  #captureShares = false;
+  /** Under BLERO_VERIFY, the columns copied at the open capture's cut, to check it against when it ends. */
+  #capturedCopy: CapturedColumns | undefined;
   #freeSlots = new Int32Array(256);
   #freeCount = 0;
 
@@ -281,6 +271,7 @@ export class JobIndex {
   }
 
   completed(slot: number, finishedAt: number, outcomeLocation: number, outcomeBytes = 0): void {
+    this.#keep(slot);
     this.#attemptsMade[slot] = this.#attemptsMade[slot]! + 1;
     this.#outcomeLocations[slot] = outcomeLocation;
     this.#setRecordBytes(slot, this.#addedBytes[slot]!, outcomeBytes);
@@ -288,6 +279,7 @@ export class JobIndex {
   }
 
   failed(slot: number, finishedAt: number, outcomeLocation: number, stalled: boolean, outcomeBytes = 0): void {
+    this.#keep(slot);
     if (stalled) this.#stalls[slot] = this.#stalls[slot]! + 1;
     this.#attemptsMade[slot] = this.#attemptsMade[slot]! + 1;
     this.#outcomeLocations[slot] = outcomeLocation;
@@ -297,6 +289,7 @@ export class JobIndex {
 
   /** A failed attempt with attempts left: waiting again until `retryAt`. */
   retrying(slot: number, retryAt: number, outcomeLocation: number, now: number, outcomeBytes = 0): void {
+    this.#keep(slot);
     this.#attemptsMade[slot] = this.#attemptsMade[slot]! + 1;
     this.#outcomeLocations[slot] = outcomeLocation;
     this.#setRecordBytes(slot, this.#addedBytes[slot]!, outcomeBytes);
@@ -306,6 +299,7 @@ export class JobIndex {
 
   /** Back to pending without using up an attempt: released by close(), or stalled with `stalls`. */
   requeued(slot: number, stalls: number, now: number): void {
+    this.#keep(slot);
     this.#stalls[slot] = stalls;
     this.#enterWaiting(slot, this.#runAts[slot]!, now);
   }
@@ -332,26 +326,35 @@ export class JobIndex {
     const outcomes = this.#outcomeLocations;
     const atSnapshot = this.#atSnapshot;
     const highWater = this.#highWater;
-    const capturedStates = capture.states;
-    const capturedIds = capture.ids;
-    const capturedLocations = capture.locations;
-    const capturedOutcomes = capture.outcomeLocations;
     // The failures are reported by a call, not formatted here: a template string with a job's
     // id in this loop made it seven times slower, even never reached (V8 boxed the id each time).
+    // The capture stays open meanwhile (a job that changes between two slices is saved first);
+    // this loop writes the locations it shares without saving them: nothing reads them again.
+    const shares = this.#capture === capture && this.#captureShares;
     for (let k = from; k < to; k++) {
       const at = slots[k]!;
-      if (capturedStates[at] === StateCode.none) relocationFailed('captured slot holds no job', at, -1);
-      const id = capturedIds[at]!;
+      const newLocation = newLocations[k]!;
+      if (shares && !capture.isSaved(at)) {
+        // Unchanged since the cut (the index would have saved it): the same job, at the same locations.
+        if (states[at] === StateCode.none) relocationFailed('captured slot holds no job', at, -1);
+        if (newLocation === NO_LOCATION) relocationFailed('job was not written by the compaction', at, ids[at]!);
+        const outcome = outcomes[at]!;
+        locations[at] = newLocation;
+        atSnapshot[at] = snapshotted === undefined ? 0 : snapshotted[k]!;
+        if (outcome !== NO_LOCATION) outcomes[at] = newLocation;
+        continue;
+      }
+      if (capture.state(at) === StateCode.none) relocationFailed('captured slot holds no job', at, -1);
+      const id = capture.id(at);
       // Usually the job still sits in the slot it was captured from (slots are only reused once freed).
       const slot = at < highWater && ids[at] === id && states[at] !== StateCode.none ? at : this.#slotById.get(id);
       if (slot === -1) continue;
-      const newLocation = newLocations[k]!;
       if (newLocation === NO_LOCATION) relocationFailed('job was not written by the compaction', at, id);
       // Only compaction moves a job's location, and one runs at a time.
-      if (locations[slot] !== capturedLocations[at]) relocationFailed('job moved during a compaction', at, id);
+      if (locations[slot] !== capture.location(at)) relocationFailed('job moved during a compaction', at, id);
+      const outcome = capture.outcomeLocation(at);
       locations[slot] = newLocation;
       atSnapshot[slot] = snapshotted === undefined ? 0 : snapshotted[k]!;
-      const outcome = capturedOutcomes[at]!;
       if (outcome !== NO_LOCATION && outcomes[slot] === outcome) outcomes[slot] = newLocation;
     }
   }
@@ -362,33 +365,100 @@ export class JobIndex {
    */
   relocate(slot: number, location: number, outcomeLocation: number, atSnapshot: boolean): void {
     if (this.#states[slot] === StateCode.none) fail(`relocating free slot ${slot}`);
+    this.#keep(slot);
     this.#locations[slot] = location;
     this.#atSnapshot[slot] = atSnapshot ? 1 : 0;
     this.#outcomeLocations[slot] = outcomeLocation;
   }
 
+  /** The columns an IndexCapture shares, as they are now. */
+  #columns(): CapturedColumns {
+    return {
+      ids: this.#ids,
+      states: this.#states,
+      runAts: this.#runAts,
+      locations: this.#locations,
+      outcomeLocations: this.#outcomeLocations,
+      stalls: this.#stalls,
+      attemptsMade: this.#attemptsMade,
+      atSnapshot: this.#atSnapshot,
+      needsSnapshot: this.#snapshotFlags,
+    };
+  }
+
   /**
-   * Copies what a snapshot needs of every live job, as it is right now: the columns (one
-   * memcpy each) and the id→slot table. Compaction calls it in the same tick as log.cut(), so
-   * the copy holds exactly the effect of the records up to the cut.
+   * What a snapshot needs of every live job, as it is right now, without copying the columns
+   * (see index-capture.ts): until endCapture(), a slot's values are saved in the capture before
+   * they change. Compaction calls it in the same tick as log.cut(), so the capture holds exactly
+   * the effect of the records up to the cut. One capture at a time.
    */
   capture(): IndexCapture {
-    const end = this.#highWater;
-    return {
-      liveJobs: this.#slotById.size,
-      recordBytes: this.#recordBytes,
-      leaseBound: this.#leaseBound,
-      slots: this.#slotById.clone(),
-      ids: this.#ids.slice(0, end),
-      states: this.#states.slice(0, end),
-      runAts: this.#runAts.slice(0, end),
-      locations: this.#locations.slice(0, end),
-      outcomeLocations: this.#outcomeLocations.slice(0, end),
-      stalls: this.#stalls.slice(0, end),
-      attemptsMade: this.#attemptsMade.slice(0, end),
-      atSnapshot: this.#atSnapshot.slice(0, end),
-      needsSnapshot: this.#snapshotFlags.slice(0, end),
-    };
+    if (this.#capture !== undefined) fail('a capture is already open');
+    const epoch = ++this.#captureEpoch;
+    const capture = new IndexCapture(
+      { liveJobs: this.#slotById.size, recordBytes: this.#recordBytes, leaseBound: this.#leaseBound },
+      this.#slotById.clone(),
+      this.#highWater,
+      epoch,
+      this.#columns(),
+      this.#changed,
+    );
+    this.#capture = capture;
+    this.#captureShares = true;
+    if (verifyEnabled) {
+      const end = this.#highWater;
+      const columns = this.#columns();
+      this.#capturedCopy = {
+        ids: columns.ids.slice(0, end),
+        states: columns.states.slice(0, end),
+        runAts: columns.runAts.slice(0, end),
+        locations: columns.locations.slice(0, end),
+        outcomeLocations: columns.outcomeLocations.slice(0, end),
+        stalls: columns.stalls.slice(0, end),
+        attemptsMade: columns.attemptsMade.slice(0, end),
+        atSnapshot: columns.atSnapshot.slice(0, end),
+        needsSnapshot: columns.needsSnapshot.slice(0, end),
+      };
+    }
+    return capture;
+  }
+
+  /** Ends `capture` (if it is the open one): the index stops saving slots for it. */
+  endCapture(capture: IndexCapture): void {
+    if (this.#capture !== capture) return;
+    this.#capture = undefined;
+    this.#capturedCopy = undefined;
+  }
+
+  /**
+   * Under BLERO_VERIFY: checks that the open capture still reads, slot by slot, what the index
+   * held at the cut. Compaction calls it before relocating (which rewrites locations in place).
+   */
+  checkCapture(capture: IndexCapture): void {
+    const copy = this.#capturedCopy;
+    if (this.#capture === capture && copy !== undefined) {
+      for (let slot = 0; slot < capture.highWater; slot++) {
+        const same =
+          capture.id(slot) === copy.ids[slot] &&
+          capture.state(slot) === copy.states[slot] &&
+          Object.is(capture.runAt(slot), copy.runAts[slot]) &&
+          capture.location(slot) === copy.locations[slot] &&
+          capture.outcomeLocation(slot) === copy.outcomeLocations[slot] &&
+          capture.stalls(slot) === copy.stalls[slot] &&
+          capture.attemptsMade(slot) === copy.attemptsMade[slot] &&
+          capture.atSnapshot(slot) === copy.atSnapshot[slot] &&
+          capture.needsSnapshot(slot) === copy.needsSnapshot[slot];
+        if (!same) fail(`capture of slot ${slot} changed after the cut`);
+      }
+    }
+  }
+
+  /** Saves `slot` in the open capture before its first change since the cut. */
+  #keep(slot: number): void {
+    const capture = this.#capture;
+    if (capture === undefined || slot >= capture.highWater || this.#changed[slot] === capture.epoch) return;
+    capture.save(slot, this.#columns());
+    this.#changed[slot] = capture.epoch;
   }
 
   // -------------------------------------------------------------------------------------------
@@ -512,6 +582,7 @@ export class JobIndex {
   }
 
   #setState(slot: number, state: StateCode): void {
+    this.#keep(slot);
     const counts = this.#counts;
     counts[this.#states[slot]!]!--;
     this.#states[slot] = state;
@@ -564,6 +635,7 @@ export class JobIndex {
       if (this.#highWater === this.#states.length) this.#growColumns();
       slot = this.#highWater++;
     }
+    this.#keep(slot);
     this.#ids[slot] = id;
     this.#slotById.set(id, slot);
     return slot;
@@ -597,6 +669,9 @@ export class JobIndex {
     this.#outcomeBytes = grow(this.#outcomeBytes, new Uint32Array(capacity));
     this.#snapshotFlags = grow(this.#snapshotFlags, new Uint8Array(capacity));
     this.#atSnapshot = grow(this.#atSnapshot, new Uint8Array(capacity));
+    // An open capture keeps the old columns (and marks): from here on they no longer change.
+    this.#changed = grow(this.#changed, new Uint32Array(capacity));
+    this.#captureShares = false;
   }
 
   /** O(n): counters, heaps, keys and the id map agree with the state column. */
