@@ -235,18 +235,22 @@ async function sortedKeys(
 
 /** Fills `keys` with the keys of `locations`; true when they came out ascending. */
 function rankInto(locations: Float64Array, keys: Float64Array, rank: ReadonlyMap<number, number>): boolean {
-  let lastOrdinal = -1;
+  // The segment of the location before: [segmentStart, segmentEnd) as locations. Most locations
+  // are in the same segment as the one before, and need no division to tell.
+  let segmentStart = 0;
+  let segmentEnd = 0;
   let delta = 0;
   let sorted = true;
   let previous = -1;
   for (let at = 0; at < locations.length; at++) {
     const location = locations[at]!;
-    const ordinal = Math.floor(location / LOCATION_SPAN);
-    if (ordinal !== lastOrdinal) {
+    if (!(location >= segmentStart && location < segmentEnd)) {
+      const ordinal = Math.floor(location / LOCATION_SPAN);
       const segmentRank = rank.get(ordinal);
       // Thrown by a call: a template string with a location here slowed the whole loop (see JobIndex.relocateCaptured).
       if (segmentRank === undefined) noSegmentHolds(location);
-      lastOrdinal = ordinal;
+      segmentStart = ordinal * LOCATION_SPAN;
+      segmentEnd = segmentStart + LOCATION_SPAN;
       delta = (segmentRank - ordinal) * LOCATION_SPAN;
     }
     const key = location + delta;
