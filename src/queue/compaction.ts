@@ -124,7 +124,7 @@ const HOLD_BUDGET_BYTES = 8 * 1024 * 1024;
 const EMPTY = new Uint8Array(0);
 /**
  * Longest stretch of scanning without giving the event loop a turn, in ms: records that need no
- * I/O are decided synchronously, and a 4 MiB chunk of them would otherwise hold up enqueues.
+ * I/O are decided synchronously, and a 2 MiB chunk of them would otherwise hold up enqueues.
  */
 const MAX_TURN_MS = 0.25;
 /** Captured jobs listed, located or relocated in one go (about a tenth of a millisecond's work once warm). */
