@@ -4,14 +4,14 @@
 //
 // A compaction cuts the log and, in the same tick, captures the index (index-capture.ts: the
 // columns are shared, and the index saves a slot there before changing it): that capture is
-// exactly the state after the last record before the cut. It then asks the engine to replace every segment
-// up to the cut by one segment holding one record per live job and then the id lease: its added
-// record as it is, header and all, if it never started (copied by the scan in runs of adjacent
-// records), otherwise a snapshot record (its state, attempts, stalls and run-at, and its added
-// and last outcome records). Either way the bytes are copied from the segments being replaced,
-// reading only the ranges that hold live records, and keep the checksums they had. Records after
-// the cut are not touched and replay on top of the output as they did on top of the history it
-// replaces.
+// exactly the state after the last record before the cut. It then asks the engine to replace
+// every segment up to the cut by one segment holding one record per live job and then the id
+// lease: its added record as it is, header and all, if it never started (copied by the scan in
+// runs of adjacent records), otherwise a snapshot record (its state, attempts, stalls and
+// run-at, and its added and last outcome records). Either way the bytes are copied from the
+// segments being replaced, reading only the ranges that hold live records, and keep the
+// checksums they had. Records after the cut are not touched and replay on top of the output as
+// they did on top of the history it replaces.
 //
 // Promises:
 // - Replaying the output and then the records after the cut rebuilds the state the queue had.
@@ -127,7 +127,7 @@ const EMPTY = new Uint8Array(0);
  * I/O are decided synchronously, and a 2 MiB chunk of them would otherwise hold up enqueues.
  */
 const MAX_TURN_MS = 0.25;
-/** Captured jobs listed, located or relocated in one go (about a tenth of a millisecond's work once warm). */
+/** Captured jobs listed or relocated in one go (about a tenth of a millisecond's work once warm). */
 const SLICE_SLOTS = 4096;
 /** Records between two looks at the clock. */
 const CLOCK_EVERY_RECORDS = 64;
