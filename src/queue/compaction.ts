@@ -366,7 +366,6 @@ interface LiveState {
 }
 
 function captureLive(index: JobIndex, batches: Iterable<UnindexedBatch>, now: number): LiveState {
-  const capture = index.capture();
   const unindexed: LiveState['unindexed'] = new Map();
   const acknowledgements: Promise<void>[] = [];
   for (const batch of batches) {
@@ -377,6 +376,9 @@ function captureLive(index: JobIndex, batches: Iterable<UnindexedBatch>, now: nu
     }
     acknowledgements.push(batch.acknowledged);
   }
+  // Last: from here the caller ends the capture in a finally (left open, it would refuse the
+  // next one and keep saving every slot that changes).
+  const capture = index.capture();
   const jobs = capture.liveJobs + unindexed.size;
   return { capture, unindexed, acknowledgements, jobs, records: jobs + (capture.leaseBound > 0 ? 1 : 0), now };
 }
