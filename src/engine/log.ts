@@ -9,13 +9,13 @@
 // - After any failed write or sync every later append rejects (PoisonedError); reopen recovers.
 // - LSNs are dense from 1 in appender segments and never reused once a record was written.
 import { EventEmitter } from 'node:events';
-import { setImmediate as nextTurn } from 'node:timers/promises';
 import * as path from 'node:path';
 import { ClosedError, CorruptionError, PoisonedError, RecordTooLargeError } from '../errors.ts';
 import { assert, verify, fail } from './assert.ts';
 import { BufferPool } from './buffer-pool.ts';
 import { sortInTurns } from './sort-in-turns.ts';
 import { RewritePacer } from './rewrite-pacer.ts';
+import { Turns } from './turns.ts';
 import { crc32, crc32Range } from './crc.ts';
 import { acquireDirectoryLock } from './directory-lock.ts';
 import type { DirectoryLock } from './directory-lock.ts';
@@ -219,15 +219,12 @@ async function sortedKeys(
   keys = new Float64Array(locations.length),
 ): Promise<{ keys: Float64Array; given: boolean }> {
   let sorted = true;
-  let turnStartedAt = performance.now();
+  const turns = new Turns(SORT_TURN_MS);
   // In slices, giving the event loop turns: a million keys take tens of ms.
   for (let from = 0; from < locations.length; from += RANK_SLICE_KEYS) {
     const to = Math.min(locations.length, from + RANK_SLICE_KEYS);
     if (!rankInto(locations.subarray(from, to), keys.subarray(from, to), rank) || (from > 0 && keys[from]! <= keys[from - 1]!)) sorted = false;
-    if (performance.now() - turnStartedAt >= SORT_TURN_MS) {
-      await nextTurn();
-      turnStartedAt = performance.now();
-    }
+    await turns.give();
   }
   // A caller that lists them in log order already (compaction lists never-started jobs by id) saves the sort.
   return { keys: sorted ? keys : await sortInTurns(keys, SORT_TURN_MS), given: sorted };
@@ -308,7 +305,7 @@ async function deliverBatch(batch: ScanBatch, visit: (batch: ScanBatch) => void 
 
 /** Keys ranked in one go by scanAt() (about a tenth of a millisecond's work once warm). */
 const RANK_SLICE_KEYS = 8192;
-/** Longest the sort in scanAt() holds the event loop between two turns, in ms. */
+/** Longest scanAt() (its ranking, sort and scan) holds the event loop between two turns, in ms. */
 const SORT_TURN_MS = 0.25;
 /** scanAt() reads at most this much at once... */
 const SCAN_AT_READ_BYTES = 2 * 1024 * 1024;
@@ -786,7 +783,7 @@ export class Log extends EventEmitter<LogEvents> {
     let runCount = 0;
     const run: CopyRun = { start: 0, end: 0, last: 0, needBytes: 0, to: 0 };
     let copiedRecords = 0;
-    let turnStartedAt = performance.now();
+    const turns = new Turns(SORT_TURN_MS);
     let index = 0;
     let range = count > 0 ? startRange(0, 0, 0) : undefined;
     let ahead: Range | undefined;
@@ -829,10 +826,7 @@ export class Log extends EventEmitter<LogEvents> {
               if (runCount > 0) await endRun();
               // Records visited before this one are written before it.
               if (batch.count > 0) await deliverBatch(batch, visit);
-              if (performance.now() - turnStartedAt >= SORT_TURN_MS) {
-                await nextTurn();
-                turnStartedAt = performance.now();
-              }
+              if (turns.due) await turns.yield();
               run.start = at;
               run.end = at;
               // Nothing is written between here and the run's copy (endRun).
@@ -872,7 +866,8 @@ export class Log extends EventEmitter<LogEvents> {
         }
         await endRun();
         await deliverBatch(batch, visit);
-        turnStartedAt = performance.now();
+        // The next range's read is awaited next: a turn of its own.
+        turns.restart();
         if (index < range.last) {
           // A record ran past what was read: read again from it, all of it (the read ahead is of
           // later records; it is dropped and read again after this one).

@@ -24,11 +24,11 @@
 //   streamed, never loaded.
 // - While appends are being fsynced, the output is written at most policy.maxBytesPerSecond
 //   (the engine's RewritePacer), so their fdatasyncs do not queue behind it.
-import { setImmediate as nextTurn } from 'node:timers/promises';
 import { assert, fail, verify } from '../engine/assert.ts';
 import { crc32, crc32Combine, crc32Range, crc32WithoutPrefix } from '../engine/crc.ts';
 import { locationAfter } from '../engine/log.ts';
 import type { Log, RewriteOutput, ScanBatch } from '../engine/log.ts';
+import { Turns } from '../engine/turns.ts';
 import { ClosedError, PoisonedError } from '../errors.ts';
 import type { IndexCapture } from './index-capture.ts';
 import type { JobIndex } from './job-index.ts';
@@ -472,7 +472,7 @@ class SnapshotWriter {
   /** Where each snapshot header is encoded; out.writeCopy() copies it. */
   readonly #header = Buffer.allocUnsafe(SNAPSHOT_HEADER_SIZE);
   #output: RewriteOutput | undefined;
-  #turnStartedAt = performance.now();
+  readonly #turns = new Turns(MAX_TURN_MS);
   #sinceClock = 0;
   /** Captured slots of the jobs the scan copies, in the order they were listed (see #liveLocations)... */
   #plainSlots: Int32Array = new Int32Array(0);
@@ -536,10 +536,7 @@ class SnapshotWriter {
       visits: 0,
     };
     // A slice at a time: a million jobs take tens of ms.
-    for (let from = 0; from < order.length; from += SLICE_SLOTS) {
-      await this.#turn();
-      listLive(capture, order, from, Math.min(order.length, from + SLICE_SLOTS), list);
-    }
+    await this.#inSlices(order.length, (from, to) => listLive(capture, order, from, to, list));
     this.#plainSlots = list.plainSlots.subarray(0, list.plains);
     this.#visitSlots = list.visitSlots.subarray(0, list.visitJobs);
     if (list.visitJobs > 0) {
@@ -580,11 +577,8 @@ class SnapshotWriter {
    */
   #visitBatch(batch: ScanBatch, from = 0): Promise<void> | undefined {
     for (let at = from; at < batch.count; at++) {
-      if ((++this.#sinceClock & (CLOCK_EVERY_RECORDS - 1)) === 0 && performance.now() - this.#turnStartedAt >= MAX_TURN_MS) {
-        return nextTurn().then(() => {
-          this.#turnStartedAt = performance.now();
-          return this.#visitBatch(batch, at);
-        });
+      if ((++this.#sinceClock & (CLOCK_EVERY_RECORDS - 1)) === 0 && this.#turns.due) {
+        return this.#turns.yield().then(() => this.#visitBatch(batch, at));
       }
       const waiting = this.#visit(batch, at);
       if (waiting !== undefined) return waiting.then(() => this.#visitBatch(batch, at + 1));
@@ -723,13 +717,6 @@ class SnapshotWriter {
     return { location, flushed: this.#flushIfFull() };
   }
 
-  /** Gives the event loop a turn once MAX_TURN_MS have passed without one. */
-  async #turn(): Promise<void> {
-    if (performance.now() - this.#turnStartedAt < MAX_TURN_MS) return;
-    await nextTurn();
-    this.#turnStartedAt = performance.now();
-  }
-
   /**
    * Once the rewrite has committed: points every job still in the index at what was written for
    * it (its copy or its snapshot record), for each of its two locations that has not changed
@@ -764,7 +751,7 @@ class SnapshotWriter {
   /** Calls work(from, to) for [0, count) a slice at a time, giving the event loop turns. */
   async #inSlices(count: number, work: (from: number, to: number) => void): Promise<void> {
     for (let from = 0; from < count; from += SLICE_SLOTS) {
-      await this.#turn();
+      await this.#turns.give();
       work(from, Math.min(count, from + SLICE_SLOTS));
     }
   }
