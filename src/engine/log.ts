@@ -435,8 +435,8 @@ export class Log extends EventEmitter<LogEvents> {
   /** Segments in LSN order; the last one is the active segment. */
   readonly #segments: Segment[];
   readonly #byOrdinal = new Map<number, Segment>();
-  /** Read buffers of scanAt() and staging chunks of rewrite(), kept between compactions. */
-  /** Two being read and visited, and up to four whose copied runs are being written (see scanAt). */
+  // Read buffers of scanAt() and staging chunks of rewrite(), kept between compactions. Read
+  // buffers: two being read and visited, and up to four whose copied runs are being written.
   readonly #scanBuffers = new BufferPool(6);
   readonly #stageBuffers = new BufferPool(6);
   /** Sources of the last rewrite: unlinked, but still readable until the next rewrite or close. */
@@ -1049,12 +1049,12 @@ export class Log extends EventEmitter<LogEvents> {
         lastLsn = lsn;
         lastFlags = 0;
       };
-      const added = (size: number, count: number): number => {
+      const added = (size: number): number => {
         const location = packLocation(ordinal, offset);
         stageUsed += size;
         pendingBytes += size;
         offset += size;
-        records += count;
+        records++;
         return location;
       };
       try {
@@ -1065,7 +1065,7 @@ export class Log extends EventEmitter<LogEvents> {
           reserve(size);
           encodeRecordHeader(stage, stageUsed, RecordType.data, 0, lsn, 0, payload.length, crc32(payload));
           stage.set(payload, stageUsed + RECORD_HEADER_SIZE);
-          return added(size, 1);
+          return added(size);
         };
         const writeCopyAt = (lsn: number, payloadCrc: number, first: Uint8Array, second?: Uint8Array, third?: Uint8Array): number => {
           useLsn(lsn);
@@ -1083,7 +1083,7 @@ export class Log extends EventEmitter<LogEvents> {
           encodeRecordHeader(stage, stageUsed, RecordType.data, 0, lsn, 0, length, payloadCrc >>> 0);
           // Not checked here: a mismatch may be damage the caller copied faithfully. Every
           // reader of the output checks it, so a wrongly combined checksum fails loudly there.
-          return added(size, 1);
+          return added(size);
         };
         const copyRecords = (source: Buffer, start: number, end: number, count: number, lastRecordAt: number, release: () => void): number => {
           if (!(count > 0 && start >= 0 && start <= lastRecordAt && lastRecordAt + RECORD_HEADER_SIZE <= end && end <= source.length)) {
