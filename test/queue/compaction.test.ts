@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ClosedError, Queue, type Job, type QueueOptions } from '../../src/index.ts';
 import type { CompactionReport } from '../../src/queue/compaction.ts';
+import { segmentFiles } from '../support/bytes.ts';
 import { SimFileSystem } from '../support/sim-fs.ts';
 import { deferred, stateOf, test, waitUntil, type Deferred } from './queue-fixture.ts';
 
@@ -391,7 +392,7 @@ describe('compaction', () => {
       queue.unregisterProcessor(processor);
       const pending = await queue.enqueueMany(range(100, 109).map((n) => ({ name: `live-${n}`, data: { n } })));
       await queue.close();
-      return { pending, files: (await readdir(dir)).filter((name) => name.startsWith('seg-')).map((name) => join(dir, name)) };
+      return { pending, files: segmentFiles(dir) };
     }
 
     /** Flips a byte of the added record of the job named `name`, `delta` bytes from the start of its payload. */
@@ -450,7 +451,7 @@ describe('compaction', () => {
       await drained;
       built.unregisterProcessor(processor);
       await built.close();
-      const files = (await readdir(dir)).filter((name) => name.startsWith('seg-')).map((name) => join(dir, name));
+      const files = segmentFiles(dir);
       const queue = await Queue.open(dir, retaining);
       damageAdded(files, 'done-107', 3); // in the job's id
       await expect(queue.compact()).rejects.toMatchObject({ code: 'ERR_BLERO_CORRUPT', reason: 'payload-crc' });
