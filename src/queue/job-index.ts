@@ -333,26 +333,25 @@ export class JobIndex {
     const shares = this.#capture === capture && this.#captureShares;
     for (let k = from; k < to; k++) {
       const at = slots[k]!;
-      const newLocation = newLocations[k]!;
+      // The job's slot now and its outcome location at the cut.
+      let slot = at;
+      let outcome: number;
       if (shares && !capture.isSaved(at)) {
         // Unchanged since the cut (the index would have saved it): the same job, at the same locations.
         if (states[at] === StateCode.none) relocationFailed('captured slot holds no job', at, -1);
-        if (newLocation === NO_LOCATION) relocationFailed('job was not written by the compaction', at, ids[at]!);
-        const outcome = outcomes[at]!;
-        locations[at] = newLocation;
-        atSnapshot[at] = snapshotted === undefined ? 0 : snapshotted[k]!;
-        if (outcome !== NO_LOCATION) outcomes[at] = newLocation;
-        continue;
+        outcome = outcomes[at]!;
+      } else {
+        if (capture.state(at) === StateCode.none) relocationFailed('captured slot holds no job', at, -1);
+        const id = capture.id(at);
+        // Usually the job still sits in the slot it was captured from (slots are only reused once freed).
+        slot = at < highWater && ids[at] === id && states[at] !== StateCode.none ? at : this.#slotById.get(id);
+        if (slot === -1) continue;
+        // Only compaction moves a job's location, and one runs at a time.
+        if (locations[slot] !== capture.location(at)) relocationFailed('job moved during a compaction', at, id);
+        outcome = capture.outcomeLocation(at);
       }
-      if (capture.state(at) === StateCode.none) relocationFailed('captured slot holds no job', at, -1);
-      const id = capture.id(at);
-      // Usually the job still sits in the slot it was captured from (slots are only reused once freed).
-      const slot = at < highWater && ids[at] === id && states[at] !== StateCode.none ? at : this.#slotById.get(id);
-      if (slot === -1) continue;
-      if (newLocation === NO_LOCATION) relocationFailed('job was not written by the compaction', at, id);
-      // Only compaction moves a job's location, and one runs at a time.
-      if (locations[slot] !== capture.location(at)) relocationFailed('job moved during a compaction', at, id);
-      const outcome = capture.outcomeLocation(at);
+      const newLocation = newLocations[k]!;
+      if (newLocation === NO_LOCATION) relocationFailed('job was not written by the compaction', at, ids[slot]!);
       locations[slot] = newLocation;
       atSnapshot[slot] = snapshotted === undefined ? 0 : snapshotted[k]!;
       if (outcome !== NO_LOCATION && outcomes[slot] === outcome) outcomes[slot] = newLocation;
