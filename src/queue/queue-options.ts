@@ -40,8 +40,8 @@ export interface CompactionOptions {
    * synced (any fdatasync for them in the last 100 ms, or one they are waiting for now);
    * otherwise it writes at full speed. A compaction at full speed makes every fdatasync wait
    * behind its writes: on the VM this was built on, the raw disk's p99 fdatasync grew about 20×
-   * beside a writer at 800 MB/s, 7–8× at 250 MB/s and 3× at 100 MB/s (docs/compaction.md). Raise it (or pass Infinity) when space
-   * matters more than enqueue latency.
+   * beside a writer at 800 MB/s, 7–8× at 250 MB/s and 3× at 100 MB/s (docs/compaction.md).
+   * Raise it (or pass Infinity) when space matters more than enqueue latency.
    * @default 32000000 (32 MB/s)
    */
   readonly maxBytesPerSecond?: number | undefined;
